@@ -70,9 +70,7 @@ TRANSITIONS: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
         {_S.SUBMITTING, _S.FILLED, _S.PARTIALLY_FILLED, _S.EXPIRED, _S.UNKNOWN, _S.REJECTED}
     ),
     # UNKNOWN is resolved only by reconciliation, never by resending.
-    _S.UNKNOWN: frozenset(
-        {_S.SUBMITTED, _S.FILLED, _S.PARTIALLY_FILLED, _S.REJECTED, _S.EXPIRED}
-    ),
+    _S.UNKNOWN: frozenset({_S.SUBMITTED, _S.FILLED, _S.PARTIALLY_FILLED, _S.REJECTED, _S.EXPIRED}),
     _S.FILLED: frozenset(),
     _S.PARTIALLY_FILLED: frozenset(),
     _S.REJECTED: frozenset(),

@@ -1,0 +1,238 @@
+"""The engine's one exception tree.
+
+Exceptions are for failures of the machinery and for bad calls. A trade the engine refuses
+is not an exception: it is a REJECTED execution carrying a `RejectionReason`
+(see `core.rules.Denied`).
+
+::
+
+    ExecutionEngineError
+     +-- ConfigurationError
+     +-- InvalidRequestError
+     +-- IdempotencyConflictError
+     +-- ExecutionNotFoundError
+     +-- TradingHaltedError
+     +-- TerminalError
+     |    +-- TerminalNotReadyError
+     |    +-- TerminalDisconnectedError
+     +-- PersistenceError
+     |    +-- PersistenceUnavailableError
+     |    +-- JournalIntegrityError
+     +-- ReconciliationError
+     +-- EngineStoppedError
+     +-- ActorUnavailableError
+
+Every class has a stable `code` (for the HTTP error table and for logs). Context travels as
+keyword-only attributes, which `details()` returns as a dict; `message` is the human text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+
+def _rebuild(
+    cls: type[ExecutionEngineError], message: str, details: Mapping[str, Any]
+) -> ExecutionEngineError:
+    return cls(message, **details)
+
+
+class ExecutionEngineError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+    code: ClassVar[str] = "EXECUTION_ENGINE_ERROR"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message if message is not None else self._default_message()
+        super().__init__(self.message)
+
+    def _default_message(self) -> str:
+        doc = type(self).__doc__ or type(self).__name__
+        return doc.strip().splitlines()[0]
+
+    def details(self) -> dict[str, Any]:
+        """The keyword attributes of this error (empty for errors that carry none)."""
+        return {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default Exception reduction replays `self.args` positionally, which loses the
+        # keyword-only attributes, so pickle and copy.copy would fail or mislabel them.
+        return (_rebuild, (type(self), self.message, self.details()))
+
+    def __repr__(self) -> str:
+        parts = [repr(self.message), *(f"{k}={v!r}" for k, v in self.details().items())]
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+class ConfigurationError(ExecutionEngineError):
+    """The configuration (environment variables or arguments) is invalid."""
+
+    code: ClassVar[str] = "CONFIGURATION_ERROR"
+
+
+class InvalidRequestError(ExecutionEngineError):
+    """An RPM message or API request failed validation before any execution was created."""
+
+    code: ClassVar[str] = "INVALID_REQUEST"
+
+    def __init__(self, message: str | None = None, *, errors: tuple[str, ...] = ()) -> None:
+        self.errors = tuple(errors)
+        super().__init__(message)
+
+    def details(self) -> dict[str, Any]:
+        return {"errors": self.errors}
+
+
+class IdempotencyConflictError(ExecutionEngineError):
+    """The RPM decision id was already used with a different payload."""
+
+    code: ClassVar[str] = "IDEMPOTENCY_CONFLICT"
+
+    def __init__(self, message: str | None = None, *, decision_id: str, execution_id: str) -> None:
+        self.decision_id = decision_id
+        self.execution_id = execution_id
+        super().__init__(
+            message
+            if message is not None
+            else f"decision {decision_id!r} was already executed as {execution_id!r} "
+            "with a different payload"
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {"decision_id": self.decision_id, "execution_id": self.execution_id}
+
+
+class ExecutionNotFoundError(ExecutionEngineError):
+    """No execution has this id."""
+
+    code: ClassVar[str] = "EXECUTION_NOT_FOUND"
+
+    def __init__(self, message: str | None = None, *, execution_id: str) -> None:
+        self.execution_id = execution_id
+        super().__init__(
+            message if message is not None else f"execution {execution_id!r} not found"
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {"execution_id": self.execution_id}
+
+
+class TradingHaltedError(ExecutionEngineError):
+    """A control-plane action needs ACTIVE trading but trading is halted.
+
+    Order submissions never raise this: they become REJECTED executions with reason
+    TRADING_HALTED, so that the refusal is journaled.
+    """
+
+    code: ClassVar[str] = "TRADING_HALTED"
+
+    def __init__(self, message: str | None = None, *, reason: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+    def details(self) -> dict[str, Any]:
+        return {"reason": self.reason}
+
+
+class TerminalError(ExecutionEngineError):
+    """The MetaTrader 5 terminal (or the bridge to it) failed."""
+
+    code: ClassVar[str] = "TERMINAL_ERROR"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        last_error_code: int | None = None,
+        last_error_text: str | None = None,
+    ) -> None:
+        self.last_error_code = last_error_code
+        self.last_error_text = last_error_text
+        super().__init__(message)
+
+    def details(self) -> dict[str, Any]:
+        return {"last_error_code": self.last_error_code, "last_error_text": self.last_error_text}
+
+
+class TerminalNotReadyError(TerminalError):
+    """The terminal is up but cannot trade (not initialized, not logged in, AutoTrading off)."""
+
+    code: ClassVar[str] = "TERMINAL_NOT_READY"
+
+
+class TerminalDisconnectedError(TerminalError):
+    """The IPC or bridge connection to the terminal is lost."""
+
+    code: ClassVar[str] = "TERMINAL_DISCONNECTED"
+
+
+class PersistenceError(ExecutionEngineError):
+    """The execution store failed."""
+
+    code: ClassVar[str] = "PERSISTENCE_ERROR"
+
+
+class PersistenceUnavailableError(PersistenceError):
+    """The database could not take a write; nothing may be sent (fail closed)."""
+
+    code: ClassVar[str] = "PERSISTENCE_UNAVAILABLE"
+
+
+class JournalIntegrityError(PersistenceError):
+    """The journal's hash chain is broken at `sequence`."""
+
+    code: ClassVar[str] = "JOURNAL_INTEGRITY"
+
+    def __init__(self, message: str | None = None, *, sequence: int) -> None:
+        self.sequence = sequence
+        super().__init__(
+            message if message is not None else f"journal hash chain broken at sequence {sequence}"
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {"sequence": self.sequence}
+
+
+class ReconciliationError(ExecutionEngineError):
+    """Executions could not be reconciled with the terminal; trading stays halted."""
+
+    code: ClassVar[str] = "RECONCILIATION_FAILED"
+
+
+class EngineStoppedError(ExecutionEngineError):
+    """The engine is stopped (or stopping) and takes no new work."""
+
+    code: ClassVar[str] = "ENGINE_STOPPED"
+
+
+class ActorUnavailableError(ExecutionEngineError):
+    """An actor is dead or did not answer in time."""
+
+    code: ClassVar[str] = "ACTOR_UNAVAILABLE"
+
+    def __init__(self, message: str | None = None, *, actor: str) -> None:
+        self.actor = actor
+        super().__init__(message if message is not None else f"actor {actor!r} is unavailable")
+
+    def details(self) -> dict[str, Any]:
+        return {"actor": self.actor}
+
+
+__all__ = [
+    "ActorUnavailableError",
+    "ConfigurationError",
+    "EngineStoppedError",
+    "ExecutionEngineError",
+    "ExecutionNotFoundError",
+    "IdempotencyConflictError",
+    "InvalidRequestError",
+    "JournalIntegrityError",
+    "PersistenceError",
+    "PersistenceUnavailableError",
+    "ReconciliationError",
+    "TerminalDisconnectedError",
+    "TerminalError",
+    "TerminalNotReadyError",
+    "TradingHaltedError",
+]
