@@ -1,0 +1,29 @@
+"""Persistence: the execution projection, the hash-chained journal and the kill switch.
+
+`storage` depends only on `core`. The PersistenceActor is the only caller of
+`JournalWriter`; everything else reads through `Repository`.
+"""
+
+from storage.db import create_db_engine, default_sqlite_url, redact_url
+from storage.journal import GENESIS_HASH, ChainReport, event_hash, verify_chain
+from storage.migrate import current_revision, head_revision, upgrade
+from storage.repository import Repository
+from storage.writer import DuplicateDecisionError, JournalWriter, WriteOp, replay_projection
+
+__all__ = [
+    "GENESIS_HASH",
+    "ChainReport",
+    "DuplicateDecisionError",
+    "JournalWriter",
+    "Repository",
+    "WriteOp",
+    "create_db_engine",
+    "current_revision",
+    "default_sqlite_url",
+    "event_hash",
+    "head_revision",
+    "redact_url",
+    "replay_projection",
+    "upgrade",
+    "verify_chain",
+]

@@ -1,0 +1,64 @@
+"""Schema migrations, applied from code: no alembic.ini is needed in the working directory.
+
+The scripts live in the `storage.migrations` package, so they are found the same way from a
+checkout, an editable install and a wheel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from storage.db import create_db_engine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config() -> Config:
+    """An Alembic config pointing at the packaged scripts; the database goes in `attributes`."""
+    config = Config()
+    # Config values go through configparser interpolation, where '%' is special.
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    config.set_main_option("path_separator", "os")
+    return config
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Bring the database to `revision` (default: the latest). A no-op when already there.
+
+    The whole upgrade is one transaction on both databases, so a failed migration leaves
+    the schema as it was.
+    """
+    engine = create_db_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+def current_revision(database_url: str) -> str | None:
+    """The revision the database is at; None when it was never migrated."""
+    engine = create_db_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def head_revision() -> str:
+    """The latest revision of the packaged scripts (there is exactly one head)."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migration scripts found in {MIGRATIONS_DIR}")
+    return head
+
+
+__all__ = ["MIGRATIONS_DIR", "alembic_config", "current_revision", "head_revision", "upgrade"]

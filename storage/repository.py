@@ -1,0 +1,196 @@
+"""Read-only queries over the store, safe from any thread.
+
+Each call takes its own short-lived connection from the engine's pool. The streaming calls
+(`audit_trail`, `audit_events`) take a fresh connection per batch and page by key, so a
+consumer that stops early holds no connection and a long export never pins one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Connection, Engine, Select, and_, func, or_, select, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from core.clock import utc_micros
+from core.enums import FINAL_STATUSES, ExecutionStatus
+from core.errors import PersistenceUnavailableError
+from core.models import ExecutionLog, JournalEvent, TradingStateRecord
+from storage.db import redact_url
+from storage.journal import row_to_event
+from storage.schema import execution_events, execution_logs, row_to_log, trading_state
+
+T = TypeVar("T")
+
+DEFAULT_BATCH_SIZE = 500
+_FINAL_VALUES = sorted(status.value for status in FINAL_STATUSES)
+
+
+class Repository:
+    """Queries over `execution_logs`, the journal and the trading state."""
+
+    def __init__(self, engine: Engine, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self._engine = engine
+        self._batch_size = batch_size
+
+    def get_execution(self, execution_id: str) -> ExecutionLog | None:
+        return self._one(execution_logs.c.execution_id == execution_id)
+
+    def get_by_decision_id(self, decision_id: str) -> ExecutionLog | None:
+        return self._one(execution_logs.c.rpm_decision_id == decision_id)
+
+    def history(
+        self,
+        symbol: str | None = None,
+        status: ExecutionStatus | None = None,
+        limit: int = 50,
+    ) -> list[ExecutionLog]:
+        """The newest executions first (by `created_at`, then `execution_id`)."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        query = select(execution_logs)
+        if symbol is not None:
+            query = query.where(execution_logs.c.symbol == symbol)
+        if status is not None:
+            query = query.where(execution_logs.c.status == ExecutionStatus(status).value)
+        query = query.order_by(
+            execution_logs.c.created_at.desc(), execution_logs.c.execution_id.desc()
+        ).limit(limit)
+        return self._logs(query)
+
+    def audit_trail(self, start: datetime, end: datetime) -> Iterator[ExecutionLog]:
+        """Executions created in `[start, end)`, oldest first, fetched in batches.
+
+        The range is checked at once; rows are read only as the caller iterates.
+        """
+        _check_range(start, end)
+        return self._stream_logs(start, end)
+
+    def _stream_logs(self, start: datetime, end: datetime) -> Iterator[ExecutionLog]:
+        created, key = execution_logs.c.created_at, execution_logs.c.execution_id
+        after: tuple[datetime, str] | None = None
+        while True:
+            query = select(execution_logs).where(created >= start, created < end)
+            if after is not None:
+                query = query.where(
+                    or_(created > after[0], and_(created == after[0], key > after[1]))
+                )
+            query = query.order_by(created, key).limit(self._batch_size)
+            batch = self._logs(query)
+            yield from batch
+            if len(batch) < self._batch_size:
+                return
+            after = (batch[-1].created_at, batch[-1].execution_id)
+
+    def audit_events(self, start: datetime, end: datetime) -> Iterator[JournalEvent]:
+        """Journal events whose engine time is in `[start, end)`, in sequence order.
+
+        The range is checked at once; rows are read only as the caller iterates.
+        """
+        _check_range(start, end)
+        return self._stream_events(start, end)
+
+    def _stream_events(self, start: datetime, end: datetime) -> Iterator[JournalEvent]:
+        engine_time = execution_events.c.engine_time_us
+        in_range = and_(engine_time >= utc_micros(start), engine_time < utc_micros(end))
+        after = 0
+        while True:
+            query = (
+                select(execution_events)
+                .where(in_range, execution_events.c.sequence > after)
+                .order_by(execution_events.c.sequence)
+                .limit(self._batch_size)
+            )
+            batch = self._events(query)
+            yield from batch
+            if len(batch) < self._batch_size:
+                return
+            after = batch[-1].sequence
+
+    def events_for(self, execution_id: str) -> list[JournalEvent]:
+        """Every journal event of one execution, in sequence order."""
+        query = (
+            select(execution_events)
+            .where(execution_events.c.execution_id == execution_id)
+            .order_by(execution_events.c.sequence)
+        )
+        return self._events(query)
+
+    def non_final(self) -> list[ExecutionLog]:
+        """Executions whose status is not final (crash recovery reconciles these), oldest first."""
+        query = (
+            select(execution_logs)
+            .where(execution_logs.c.status.not_in(_FINAL_VALUES))
+            .order_by(execution_logs.c.created_at, execution_logs.c.execution_id)
+        )
+        return self._logs(query)
+
+    def trading_state(self) -> TradingStateRecord | None:
+        """The persisted kill switch; None when trading state was never set."""
+        query = select(trading_state).where(trading_state.c.id == 1)
+
+        def read(connection: Connection) -> TradingStateRecord | None:
+            row = connection.execute(query).first()
+            if row is None:
+                return None
+            return TradingStateRecord(
+                state=row.state,
+                changed_by=row.changed_by,
+                reason=row.reason,
+                changed_at=row.changed_at,
+            )
+
+        return self._read(read)
+
+    def count_by_status(self) -> dict[str, int]:
+        """Number of executions per status; statuses with none are absent."""
+        query = select(execution_logs.c.status, func.count()).group_by(execution_logs.c.status)
+        return self._read(lambda c: {str(s): int(n) for s, n in c.execute(query)})
+
+    def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            with self._engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError:
+            return False
+        return True
+
+    def _one(self, condition: ColumnElement[bool]) -> ExecutionLog | None:
+        query = select(execution_logs).where(condition)
+
+        def read(connection: Connection) -> ExecutionLog | None:
+            row = connection.execute(query).first()
+            return row_to_log(row) if row is not None else None
+
+        return self._read(read)
+
+    def _logs(self, query: Select[Any]) -> list[ExecutionLog]:
+        return self._read(lambda c: [row_to_log(row) for row in c.execute(query)])
+
+    def _events(self, query: Select[Any]) -> list[JournalEvent]:
+        return self._read(lambda c: [row_to_event(row) for row in c.execute(query)])
+
+    def _read(self, fn: Callable[[Connection], T]) -> T:
+        try:
+            with self._engine.connect() as connection:
+                return fn(connection)
+        except SQLAlchemyError as exc:
+            raise PersistenceUnavailableError(
+                f"read from {redact_url(str(self._engine.url))} failed: {type(exc).__name__}"
+            ) from exc
+
+
+def _check_range(start: datetime, end: datetime) -> None:
+    for name, value in (("start", start), ("end", end)):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"{name} must be timezone-aware (UTC)")
+    if end < start:
+        raise ValueError("end is before start")
+
+
+__all__ = ["Repository"]

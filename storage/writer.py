@@ -1,0 +1,428 @@
+"""The transactional core of the single writer (the PersistenceActor calls it).
+
+A batch of `WriteOp`s is one transaction: every op appends one chained journal row and
+applies its projection or trading-state change, and nothing is acknowledged before the
+commit. Each event's payload records, under ``"changes"``, the projection fields the op
+changed, so that `replay_projection` can rebuild `execution_logs` from the journal alone.
+
+Not thread-safe: exactly one `JournalWriter` per database, used from one thread.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from core.enums import TradingState
+from core.errors import PersistenceError, PersistenceUnavailableError
+from core.models import ExecutionLog, JournalEvent, TradingStateRecord, canonical_json
+from storage.db import redact_url
+from storage.journal import (
+    GENESIS_HASH,
+    TRADING_STATE_CHANGED,
+    event_hash,
+    iter_event_rows,
+)
+from storage.schema import (
+    execution_events,
+    execution_logs,
+    log_to_values,
+    row_to_log,
+    trading_state,
+)
+
+CHANGES_KEY = "changes"
+"""Payload key under which the writer records the projection fields an op changed."""
+
+TRADING_STATE_KEY = "trading_state"
+"""Payload key under which the writer records the new trading state."""
+
+_RESERVED_KEYS = frozenset({CHANGES_KEY, TRADING_STATE_KEY})
+_DATETIME_FIELDS = ("created_at", "submitted_at", "filled_at", "updated_at")
+_MAX_EVENT_TYPE_LENGTH = 64
+
+
+class DuplicateDecisionError(PersistenceError):
+    """Another execution already holds this RPM decision id; the whole batch was rolled back."""
+
+    code: ClassVar[str] = "DUPLICATE_DECISION"
+
+    def __init__(
+        self, message: str | None = None, *, decision_id: str, execution_id: str, op_index: int
+    ) -> None:
+        self.decision_id = decision_id
+        self.execution_id = execution_id
+        self.op_index = op_index
+        super().__init__(
+            message
+            if message is not None
+            else f"decision {decision_id!r} is already stored for another execution "
+            f"(op {op_index}, execution {execution_id!r})"
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "decision_id": self.decision_id,
+            "execution_id": self.execution_id,
+            "op_index": self.op_index,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOp:
+    """One journal event to append, with the state change it carries.
+
+    Attributes:
+        execution_id: The execution the event belongs to; None for engine-wide events.
+        event_type: What happened, e.g. ``STATUS_CHANGED`` (at most 64 characters).
+        payload: The event's JSON content. The keys ``changes`` and ``trading_state`` are
+            the writer's own and are refused here.
+        engine_time_us: Engine UTC time of the event, microseconds since the epoch.
+        broker_time_msc: MT5 server time when the event came from the broker, else None.
+        projection: The execution's new full state when this event changes it; its
+            `execution_id` must equal `execution_id`.
+        trading_state: The kill switch's new state; such an op has no `execution_id` and
+            its type is ``TRADING_STATE_CHANGED``.
+    """
+
+    execution_id: str | None
+    event_type: str
+    payload: dict[str, Any]
+    engine_time_us: int
+    broker_time_msc: int | None = None
+    projection: ExecutionLog | None = None
+    trading_state: TradingStateRecord | None = None
+
+    def __post_init__(self) -> None:
+        if not self.event_type or len(self.event_type) > _MAX_EVENT_TYPE_LENGTH:
+            raise ValueError(f"event_type must be 1 to {_MAX_EVENT_TYPE_LENGTH} characters")
+        reserved = _RESERVED_KEYS.intersection(self.payload)
+        if reserved:
+            raise ValueError(f"payload keys {sorted(reserved)} are reserved for the writer")
+        if self.projection is not None and self.projection.execution_id != self.execution_id:
+            raise ValueError("projection.execution_id must equal the op's execution_id")
+        if self.trading_state is not None:
+            if self.execution_id is not None or self.event_type != TRADING_STATE_CHANGED:
+                raise ValueError(
+                    f"a trading-state op has no execution_id and type {TRADING_STATE_CHANGED}"
+                )
+            TradingState(self.trading_state.state)  # refuses an unknown state by name
+            _require_aware("trading_state.changed_at", self.trading_state.changed_at)
+        if self.projection is not None:
+            for name in _DATETIME_FIELDS:
+                _require_aware(f"projection.{name}", getattr(self.projection, name))
+
+    @classmethod
+    def trading_state_change(
+        cls, record: TradingStateRecord, engine_time_us: int, payload: dict[str, Any] | None = None
+    ) -> WriteOp:
+        """The op that persists and journals a change of the kill switch."""
+        return cls(
+            execution_id=None,
+            event_type=TRADING_STATE_CHANGED,
+            payload=dict(payload or {}),
+            engine_time_us=engine_time_us,
+            trading_state=record,
+        )
+
+
+class JournalWriter:
+    """Appends batches of events to the journal and keeps the projections in step.
+
+    The last committed sequence and hash are read from the database on construction, so a
+    restarted writer continues the chain where the previous one stopped.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        try:
+            with engine.connect() as connection:
+                self._last_sequence, self._last_hash = _read_tail(connection)
+        except SQLAlchemyError as exc:
+            raise PersistenceUnavailableError(
+                f"cannot read the journal tail from {redact_url(str(engine.url))}: "
+                f"{type(exc).__name__}"
+            ) from exc
+        # Set after a failed batch whose commit outcome is unknown and whose tail could not
+        # be re-read: the next batch re-reads it inside its own transaction.
+        self._stale = False
+        # The committed state of the non-final executions this writer wrote, so that the
+        # usual op (the next status of a live execution) needs no read before its write.
+        # Only committed states go in; any failure empties it. Final executions leave it,
+        # which bounds it by the executions in flight.
+        self._committed: dict[str, ExecutionLog] = {}
+
+    @property
+    def last_sequence(self) -> int:
+        """Sequence of the last row this writer knows committed (0 for an empty journal)."""
+        return self._last_sequence
+
+    @property
+    def last_hash(self) -> str:
+        """Hash of that row (`GENESIS_HASH` for an empty journal)."""
+        return self._last_hash
+
+    def write_batch(self, ops: Sequence[WriteOp]) -> list[JournalEvent]:
+        """Append `ops` in one transaction; return their events once committed.
+
+        Raises:
+            DuplicateDecisionError: a projection's RPM decision id belongs to another
+                execution; nothing of the batch was stored.
+            PersistenceUnavailableError: the database refused or failed the transaction;
+                nothing of the batch is acknowledged (if the commit itself failed, the
+                rows may or may not be there: read them back before retrying).
+            ValueError: an op cannot be stored as given (naive datetime, a value JSON
+                cannot hold such as NaN); nothing of the batch was stored.
+        """
+        if not ops:
+            return []
+        prepared = [_utc_op(op) for op in ops]
+        try:
+            with self._engine.begin() as connection:
+                if self._stale:
+                    self._last_sequence, self._last_hash = _read_tail(connection)
+                events, written = _apply(
+                    connection, prepared, self._last_sequence, self._last_hash, self._committed
+                )
+        except DuplicateDecisionError:
+            self._resync()
+            raise
+        except SQLAlchemyError as exc:
+            self._resync()
+            raise PersistenceUnavailableError(
+                f"journal write of {len(ops)} op(s) to {redact_url(str(self._engine.url))} "
+                f"failed: {type(exc).__name__}"
+            ) from exc
+        except BaseException:
+            self._resync()
+            raise
+        self._last_sequence = events[-1].sequence
+        self._last_hash = events[-1].hash
+        self._stale = False
+        for execution_id, log in written.items():
+            if log.is_final:
+                self._committed.pop(execution_id, None)
+            else:
+                self._committed[execution_id] = log
+        return events
+
+    def _resync(self) -> None:
+        """Reload the committed tail; on failure leave it for the next batch to reload."""
+        self._stale = True
+        self._committed.clear()
+        try:
+            with self._engine.connect() as connection:
+                self._last_sequence, self._last_hash = _read_tail(connection)
+        except SQLAlchemyError:
+            return
+        self._stale = False
+
+
+def _require_aware(name: str, value: datetime | None) -> None:
+    # Checked before the transaction: inside it, SQLAlchemy would wrap the refusal as a
+    # database error and a caller's bug would look like an unavailable database.
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise ValueError(f"{name} is a naive datetime; times must be aware UTC")
+
+
+def _utc_op(op: WriteOp) -> WriteOp:
+    """`op` with its projection's times in UTC, as they will read back from the database.
+
+    "changes" are computed against the stored row, so the projection must already be in
+    the stored form, or every event would report the times as changed.
+    """
+    if op.projection is None:
+        return op
+    updates: dict[str, datetime] = {}
+    for name in _DATETIME_FIELDS:
+        value: datetime | None = getattr(op.projection, name)
+        if value is not None and value.tzinfo is not UTC:
+            updates[name] = value.astimezone(UTC)
+    if not updates:
+        return op
+    return WriteOp(
+        execution_id=op.execution_id,
+        event_type=op.event_type,
+        payload=op.payload,
+        engine_time_us=op.engine_time_us,
+        broker_time_msc=op.broker_time_msc,
+        projection=op.projection.model_copy(update=updates),
+        trading_state=op.trading_state,
+    )
+
+
+def _read_tail(connection: Connection) -> tuple[int, str]:
+    row = connection.execute(
+        select(execution_events.c.sequence, execution_events.c.hash)
+        .order_by(execution_events.c.sequence.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return 0, GENESIS_HASH
+    return int(row.sequence), str(row.hash)
+
+
+# Built once: statements with bound parameters hit SQLAlchemy's compiled cache cheaply,
+# where `.values(literal dict)` re-derives a cache key over every column on every call.
+_SELECT_LOGS = select(execution_logs).where(
+    execution_logs.c.execution_id.in_(bindparam("execution_ids", expanding=True))
+)
+_INSERT_LOG = insert(execution_logs)
+_UPDATE_LOG = update(execution_logs).where(
+    execution_logs.c.execution_id == bindparam("key_execution_id")
+)
+_INSERT_EVENTS = insert(execution_events)
+
+
+def _apply(
+    connection: Connection,
+    ops: Sequence[WriteOp],
+    last_sequence: int,
+    last_hash: str,
+    committed: dict[str, ExecutionLog],
+) -> tuple[list[JournalEvent], dict[str, ExecutionLog]]:
+    """Stage the batch on `connection`; return its events and each execution's new state."""
+    sequence, prev_hash = last_sequence, last_hash
+    ids = dict.fromkeys(op.projection.execution_id for op in ops if op.projection)
+    stored = {key: committed[key] for key in ids if key in committed}
+    unknown = [key for key in ids if key not in stored]
+    if unknown:
+        # One round trip for every execution the writer does not hold.
+        stored.update(_load_projections(connection, unknown))
+    # The state of each execution as of the op being processed; several ops of one batch
+    # may move the same execution, and each must diff against the one before it.
+    latest: dict[str, ExecutionLog] = {}
+    first_op: dict[str, int] = {}
+    new_trading_state: TradingStateRecord | None = None
+    rows: list[dict[str, Any]] = []
+    events: list[JournalEvent] = []
+    for index, op in enumerate(ops):
+        payload = dict(op.payload)
+        if op.projection is not None:
+            execution_id = op.projection.execution_id
+            previous = latest[execution_id] if execution_id in latest else stored.get(execution_id)
+            if previous is not None and previous.rpm_decision_id != op.projection.rpm_decision_id:
+                raise ValueError(f"execution {execution_id!r} cannot change its rpm_decision_id")
+            first_op.setdefault(execution_id, index)
+            payload[CHANGES_KEY] = op.projection.changes_from(previous)
+            latest[execution_id] = op.projection
+        if op.trading_state is not None:
+            payload[TRADING_STATE_KEY] = op.trading_state.model_dump(mode="json")
+            new_trading_state = op.trading_state
+        # Round-trip once so the stored text is canonical for the value a reader parses
+        # back (e.g. integer keys become strings and would sort differently).
+        parsed: dict[str, Any] = json.loads(canonical_json(payload))
+        sequence += 1
+        digest = event_hash(
+            prev_hash,
+            sequence,
+            op.execution_id,
+            op.event_type,
+            parsed,
+            op.engine_time_us,
+            op.broker_time_msc,
+        )
+        rows.append(
+            {
+                "sequence": sequence,
+                "execution_id": op.execution_id,
+                "event_type": op.event_type,
+                "payload": canonical_json(parsed),
+                "engine_time_us": op.engine_time_us,
+                "broker_time_msc": op.broker_time_msc,
+                "prev_hash": prev_hash,
+                "hash": digest,
+            }
+        )
+        events.append(
+            JournalEvent(
+                sequence=sequence,
+                execution_id=op.execution_id,
+                event_type=op.event_type,
+                payload=parsed,
+                engine_time_us=op.engine_time_us,
+                broker_time_msc=op.broker_time_msc,
+                prev_hash=prev_hash,
+                hash=digest,
+            )
+        )
+        prev_hash = digest
+    updates: list[dict[str, Any]] = []
+    for execution_id, log in latest.items():
+        if execution_id in stored:
+            values = log_to_values(log)
+            values["key_execution_id"] = values.pop("execution_id")
+            updates.append(values)
+        else:
+            _insert_projection(connection, log, first_op[execution_id])
+    if updates:
+        connection.execute(_UPDATE_LOG, updates)
+    if new_trading_state is not None:
+        _store_trading_state(connection, new_trading_state)
+    connection.execute(_INSERT_EVENTS, rows)
+    return events, latest
+
+
+def _load_projections(connection: Connection, execution_ids: list[str]) -> dict[str, ExecutionLog]:
+    result = connection.execute(_SELECT_LOGS, {"execution_ids": execution_ids})
+    return {row.execution_id: row_to_log(row) for row in result}
+
+
+def _insert_projection(connection: Connection, log: ExecutionLog, op_index: int) -> None:
+    # One INSERT per new execution (not executemany) so that a duplicate decision id is
+    # pinned to its op.
+    try:
+        connection.execute(_INSERT_LOG, log_to_values(log))
+    except IntegrityError as exc:
+        # Both drivers name the violated column or constraint in the message.
+        if "rpm_decision_id" in str(exc.orig):
+            raise DuplicateDecisionError(
+                decision_id=log.rpm_decision_id,
+                execution_id=log.execution_id,
+                op_index=op_index,
+            ) from exc
+        raise
+
+
+def _store_trading_state(connection: Connection, record: TradingStateRecord) -> None:
+    values = {
+        "state": record.state,
+        "changed_by": record.changed_by,
+        "reason": record.reason,
+        "changed_at": record.changed_at,
+    }
+    result = connection.execute(update(trading_state).where(trading_state.c.id == 1).values(values))
+    if result.rowcount == 0:
+        connection.execute(insert(trading_state).values(id=1, **values))
+
+
+def replay_projection(engine: Engine, batch_size: int = 1000) -> dict[str, dict[str, Any]]:
+    """Every execution's state rebuilt from the journal alone, as JSON-ready field dicts.
+
+    Applies each event's ``changes`` in sequence order; the result must equal
+    `ExecutionLog.model_dump(mode="json")` of every `execution_logs` row.
+    """
+    states: dict[str, dict[str, Any]] = {}
+    with engine.connect() as connection:
+        rows = iter_event_rows(connection, execution_events.c.execution_id.is_not(None), batch_size)
+        for row in rows:
+            changes = json.loads(row.payload).get(CHANGES_KEY)
+            if changes is not None:
+                states.setdefault(row.execution_id, {}).update(changes)
+    return states
+
+
+__all__ = [
+    "CHANGES_KEY",
+    "TRADING_STATE_KEY",
+    "DuplicateDecisionError",
+    "JournalWriter",
+    "WriteOp",
+    "replay_projection",
+]

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+
+from storage.db import create_db_engine
+from storage.migrate import (
+    MIGRATIONS_DIR,
+    alembic_config,
+    current_revision,
+    head_revision,
+    upgrade,
+)
+from storage.schema import Base
+
+TABLES = {"execution_logs", "execution_events", "trading_state"}
+
+
+def test_upgrade_creates_the_schema_at_the_single_head(database_url: str) -> None:
+    assert current_revision(database_url) is None
+
+    upgrade(database_url)
+
+    assert ScriptDirectory.from_config(alembic_config()).get_heads() == ["0001_initial"]
+    assert current_revision(database_url) == head_revision() == "0001_initial"
+    engine = create_db_engine(database_url)
+    try:
+        inspector = inspect(engine)
+        assert set(inspector.get_table_names()) >= TABLES
+        indexed = {
+            tuple(index["column_names"]) for index in inspector.get_indexes("execution_logs")
+        }
+        assert {("symbol",), ("created_at",), ("status",), ("order_id",)} <= indexed
+        unique = {
+            tuple(constraint["column_names"])
+            for constraint in inspector.get_unique_constraints("execution_logs")
+        }
+        assert ("rpm_decision_id",) in unique
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_twice_is_a_no_op(database_url: str) -> None:
+    upgrade(database_url)
+    upgrade(database_url)
+
+    assert current_revision(database_url) == head_revision()
+
+
+def test_migrated_schema_matches_the_declared_models(database_url: str) -> None:
+    upgrade(database_url)
+    engine = create_db_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_downgrade_to_base_removes_everything_and_upgrade_restores_it(database_url: str) -> None:
+    upgrade(database_url)
+    engine = create_db_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "base")
+        assert not TABLES & set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+    upgrade(database_url)
+
+    assert current_revision(database_url) == head_revision()
+
+
+def test_scripts_ship_inside_the_storage_package() -> None:
+    # The packaged location is what pyproject's package-data ships; no alembic.ini needed.
+    assert MIGRATIONS_DIR.parent.name == "storage"
+    assert (MIGRATIONS_DIR / "env.py").is_file()
+    assert (MIGRATIONS_DIR / "versions" / "0001_initial.py").is_file()
