@@ -1,0 +1,203 @@
+"""The rpyc bridge: a MetaTrader5 module running in another process (under Wine on Linux).
+
+The server is an rpyc classic (SlaveService) server whose Python has `MetaTrader5` installed,
+as mt5linux starts it; `execution-engine simulator serve` starts one whose `MetaTrader5` is
+the simulated terminal. Requests cross as plain dicts written as Python literals and
+evaluated remotely (a netref dict would reach the C extension as a proxy, which it refuses);
+results are converted to plain values on the server and rebuilt here as the same namedtuple
+types the real module returns, so the engine cannot tell the bridge from the module.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from rpyc.utils import classic
+
+from terminals import constants, types
+
+# Runs once on the server: converts MT5 result objects (C namedtuples that cannot be pickled,
+# or the simulator's namedtuples) to plain tagged dicts before they cross the wire.
+_SERVER_HELPERS = """
+import datetime
+import MetaTrader5 as mt5
+
+def _ee_plain(value):
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return value
+    if hasattr(value, "_asdict"):
+        return {"__type__": type(value).__name__,
+                "fields": [[k, _ee_plain(v)] for k, v in value._asdict().items()]}
+    if isinstance(value, (list, tuple)):
+        return [_ee_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {"__dict__": [[k, _ee_plain(v)] for k, v in value.items()]}
+    if isinstance(value, datetime.datetime):
+        return {"__datetime__": value.isoformat()}
+    try:
+        return value.item()
+    except AttributeError:
+        return repr(value)
+
+def _ee_call(name, args, kwargs):
+    return _ee_plain(getattr(mt5, name)(*args, **kwargs))
+"""
+
+_TYPES: dict[str, Callable[..., Any]] = {
+    name: getattr(types, name)
+    for name in (
+        "OrderSendResult",
+        "TradeRequest",
+        "OrderCheckResult",
+        "Tick",
+        "SymbolInfo",
+        "AccountInfo",
+        "TerminalInfo",
+        "TradeOrder",
+        "TradeDeal",
+        "TradePosition",
+    )
+    if hasattr(types, name)
+}
+
+_FUNCTIONS = (
+    "initialize",
+    "login",
+    "shutdown",
+    "version",
+    "last_error",
+    "terminal_info",
+    "account_info",
+    "symbol_info",
+    "symbol_info_tick",
+    "symbol_select",
+    "symbols_total",
+    "symbols_get",
+    "order_check",
+    "order_send",
+    "order_calc_margin",
+    "order_calc_profit",
+    "orders_total",
+    "orders_get",
+    "positions_total",
+    "positions_get",
+    "history_orders_total",
+    "history_orders_get",
+    "history_deals_total",
+    "history_deals_get",
+)
+
+
+def _rebuild(value: Any) -> Any:
+    """Plain values from the server back into the real module's result types."""
+    if isinstance(value, list):
+        return tuple(_rebuild(item) for item in value)
+    if isinstance(value, dict):
+        if "__type__" in value:
+            fields = {key: _rebuild(item) for key, item in value["fields"]}
+            factory = _TYPES.get(value["__type__"])
+            if factory is None:
+                return fields
+            return factory(**fields)
+        if "__dict__" in value:
+            return {key: _rebuild(item) for key, item in value["__dict__"]}
+        if "__datetime__" in value:
+            return datetime.fromisoformat(value["__datetime__"])
+    return value
+
+
+def _literal(value: Any) -> str:
+    """A Python literal the server can evaluate: plain values only, never a netref."""
+    if isinstance(value, bool) or value is None or isinstance(value, (int, float, str)):
+        return repr(value)
+    if isinstance(value, datetime):
+        return f"datetime.datetime.fromisoformat({value.isoformat()!r})"
+    if isinstance(value, dict):
+        items = ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in value.items())
+        return "{" + items + "}"
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(_literal(v) for v in value)
+        return f"({inner},)" if isinstance(value, tuple) else f"[{inner}]"
+    # numpy scalars and the like: their repr does not evaluate remotely.
+    if hasattr(value, "item"):
+        return _literal(value.item())
+    raise TypeError(f"cannot send {type(value).__name__} over the bridge")
+
+
+class RpycTerminal:
+    """The MetaTrader5 API over rpyc. Thread-safe by a lock, though the engine's BrokerActor
+    already serializes every call."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 18812, timeout: float = 300.0) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self._conn: Any = None
+        self._lock = threading.Lock()
+        for name in dir(constants):
+            if name.isupper():
+                setattr(self, name, getattr(constants, name))
+
+    # --- connection ---------------------------------------------------------------------
+
+    def _connection(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            conn = classic.connect(self.host, self.port)
+            # initialize() can take a minute on a real terminal (mt5-api.md §8).
+            conn._config["sync_request_timeout"] = self.timeout
+            conn.execute(_SERVER_HELPERS)
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and not self._conn.closed:
+                self._conn.close()
+            self._conn = None
+
+    def _eval(self, expression: str) -> Any:
+        with self._lock:
+            conn = self._connection()
+            try:
+                return classic.obtain(conn.eval(expression))
+            except (EOFError, ConnectionError, OSError):
+                # The link is gone: the next call reconnects. The caller sees the failure
+                # (an order_send that met it is ambiguous and is never replayed here).
+                self._conn = None
+                raise
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call `mt5.<name>(*args, **kwargs)` on the server with plain-value arguments."""
+        expression = f"_ee_call({name!r}, {_literal(tuple(args))}, {_literal(kwargs)})"
+        return _rebuild(self._eval(expression))
+
+    def remote(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call any method of the remote module, e.g. the simulator's fault injection:
+        `bridge.remote("inject", "timeout_executed", times=1)`."""
+        return self.call(name, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _FUNCTIONS:
+            return lambda *args, **kwargs: self.call(name, *args, **kwargs)
+        raise AttributeError(name)
+
+    def initialize(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self.call("initialize", *args, **kwargs)
+        except (EOFError, ConnectionError, OSError):
+            return False
+
+    def last_error(self) -> tuple[int, str]:
+        try:
+            code, text = self.call("last_error")
+        except (EOFError, ConnectionError, OSError):
+            return (-10004, "No IPC connection")
+        return int(code), str(text)
+
+
+def connect_rpyc(host: str, port: int) -> Any:
+    """A raw classic connection (for tests and tools that need the server's namespace)."""
+    return classic.connect(host, port)
