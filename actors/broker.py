@@ -1,0 +1,605 @@
+"""BrokerActor: the only code that calls the terminal.
+
+The MetaTrader5 module is one process-global IPC connection and is not thread-safe, so every
+call goes through this actor's single thread. It owns the terminal, reconnects after IPC
+errors (never replaying an `order_send`: a send that met an IPC error may have executed),
+caches what is static, coalesces what is hot, and runs one poll per interval for every
+watched order.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pykka
+
+from actors._broker_cache import TickAges, WindowCache
+from actors._scheduler import Handle, Scheduler
+from actors.messages import (
+    Deal,
+    FillUpdate,
+    OrderFinding,
+    Preflight,
+    Quote,
+    SendOutcome,
+    SymbolSpec,
+)
+from core.clock import Clock
+from core.enums import RetcodeClass
+from core.errors import ReconciliationError
+from core.models import ExecutionRequest
+from core.rules import choose_filling, classify_last_error, classify_retcode
+
+log = logging.getLogger(__name__)
+
+# MetaTrader5 error codes (last_error) that mean the IPC link itself failed.
+_IPC_ERRORS = frozenset({-10001, -10002, -10003, -10004, -10005})
+_RETCODE_INVALID_FILL = 10030
+_RETCODE_MARKET_CLOSED = 10018
+_RETCODE_TRADE_DISABLED = 10017
+_ORDER_STATE_STARTED = 0
+_ORDER_STATE_PLACED = 1
+_ORDER_STATE_REQUEST_ADD = 7
+_ORDER_STATE_REQUEST_MODIFY = 8
+_ORDER_STATE_REQUEST_CANCEL = 9
+# An order in history has stopped working, except in these transient states; PARTIAL there
+# means "partly filled, rest cancelled" (a working partial order is in orders_get instead).
+_WORKING_STATES = frozenset(
+    {
+        _ORDER_STATE_STARTED,
+        _ORDER_STATE_PLACED,
+        _ORDER_STATE_REQUEST_ADD,
+        _ORDER_STATE_REQUEST_MODIFY,
+        _ORDER_STATE_REQUEST_CANCEL,
+    }
+)
+_VOLUME_EPS = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    """What the BrokerActor needs from the settings.
+
+    magic: stamped on every order so reconciliation can tell ours from others (default 770001).
+    client_id_prefix: start of our order comments; a fallback match never takes an order
+        that still carries another execution's client id.
+    tick_window / account_window / margin_window: coalescing windows in seconds.
+    market_closed_backoff: how long a 10018 keeps a symbol marked closed before it is probed again.
+    poll_interval: seconds between passes of the shared poll.
+    login/password/server/path: passed to `initialize`; the password is never logged.
+    """
+
+    magic: int = 770001
+    client_id_prefix: str = "ee"
+    tick_window: float = 0.05
+    account_window: float = 0.25
+    margin_window: float = 1.0
+    market_closed_backoff: float = 60.0
+    poll_interval: float = 0.1
+    login: int | None = None
+    password: str | None = field(default=None, repr=False)
+    server: str | None = None
+    path: str | None = None
+    history_pad: timedelta = timedelta(days=2)
+
+
+@dataclass(slots=True)
+class _Watch:
+    ticket: int
+    volume: float
+    notify: pykka.ActorRef[Any]
+    last_filled: float = -1.0
+
+
+class _PollTick:
+    """The shared poll's own timer message."""
+
+    __slots__ = ()
+
+
+class BrokerActor(pykka.ThreadingActor):
+    """Serializes all access to one terminal (the real module, the simulator or the bridge)."""
+
+    use_daemon_thread = True
+
+    def __init__(
+        self, terminal: Any, config: BrokerConfig, clock: Clock, scheduler: Scheduler
+    ) -> None:
+        super().__init__()
+        self._t = terminal
+        self._config = config
+        self._clock = clock
+        self._scheduler = scheduler
+        self._connected = False
+        self._halted = False
+        self._specs: dict[str, SymbolSpec] = {}
+        self._ticks: WindowCache[str, Any] = WindowCache(config.tick_window, clock.monotonic)
+        self._tick_ages = TickAges(clock.monotonic)
+        self._account: WindowCache[str, Any] = WindowCache(config.account_window, clock.monotonic)
+        self._margin: WindowCache[tuple[str, int], float] = WindowCache(
+            config.margin_window, clock.monotonic
+        )
+        self._closed_until: dict[str, float] = {}
+        self._open_checked: set[str] = set()
+        self._watches: dict[int, _Watch] = {}
+        self._poll_handle: Handle | None = None
+        self.calls: dict[str, int] = {}
+        self.reconnects = 0
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self._connect()
+
+    def on_stop(self) -> None:
+        if self._poll_handle is not None:
+            self._poll_handle.cancel()
+        try:
+            self._t.shutdown()
+        except Exception:
+            log.debug("terminal shutdown failed", exc_info=True)
+
+    def _connect(self) -> bool:
+        kwargs: dict[str, Any] = {}
+        if self._config.login is not None:
+            kwargs["login"] = self._config.login
+        if self._config.password is not None:
+            kwargs["password"] = self._config.password
+        if self._config.server is not None:
+            kwargs["server"] = self._config.server
+        args = (self._config.path,) if self._config.path else ()
+        try:
+            ok = bool(self._call_raw("initialize", *args, **kwargs))
+        except Exception:
+            log.warning("terminal initialize raised", exc_info=True)
+            ok = False
+        if ok:
+            self._connected = True
+            # A new connection may be a new terminal: drop everything learned from the old.
+            self._specs.clear()
+            self._ticks.clear()
+            self._account.clear()
+            self._margin.clear()
+            self._open_checked.clear()
+        else:
+            log.warning("terminal initialize failed: %s", self._last_error())
+        return ok
+
+    # --- the one door to the terminal ---------------------------------------------------
+
+    def _call_raw(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        self.calls[name] = self.calls.get(name, 0) + 1
+        return getattr(self._t, name)(*args, **kwargs)
+
+    def _last_error(self) -> tuple[int, str]:
+        try:
+            code, text = self._t.last_error()
+            return int(code), str(text)
+        except Exception:
+            return (-10004, "No IPC connection")
+
+    def _info(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, tuple[int, str] | None]:
+        """An info call: safe to repeat, so one reconnect-and-retry on an IPC failure."""
+        for attempt in range(2):
+            if not self._connected and not self._connect():
+                return None, self._last_error()
+            try:
+                result = self._call_raw(name, *args, **kwargs)
+            except Exception as exc:
+                log.warning("terminal %s raised %r", name, exc)
+                self._connected = False
+                self.reconnects += 1
+                continue
+            if result is not None:
+                return result, None
+            error = self._last_error()  # read in the same turn as the call it explains
+            if error[0] in _IPC_ERRORS and attempt == 0:
+                self._connected = False
+                self.reconnects += 1
+                continue
+            return None, error
+        return None, self._last_error()
+
+    # --- validation data ----------------------------------------------------------------
+
+    def preflight(self, symbol: str) -> Preflight:
+        """Symbol spec, a coalesced quote, account and terminal readiness, margin per lot."""
+        terminal, account, error = self._readiness()
+        if error:
+            return Preflight(ready=False, not_ready_detail=error)
+        assert terminal is not None
+        assert account is not None
+        spec, symbol_error = self._spec(symbol)
+        if spec is None:
+            return Preflight(ready=True, symbol_detail=symbol_error)
+        quote = self._quote(symbol)
+        if quote is None:
+            return Preflight(ready=True, spec=spec, margin_free=float(account.margin_free))
+        closed = self._market_closed(spec, quote)
+        margin = self._margin_per_lot(symbol, quote)
+        return Preflight(
+            ready=True,
+            spec=spec,
+            quote=quote,
+            margin_per_lot=margin,
+            margin_free=float(account.margin_free),
+            market_closed=closed,
+        )
+
+    def _readiness(self) -> tuple[Any, Any, str]:
+        terminal = self._account.get("terminal")
+        if terminal is None:
+            terminal, err = self._info("terminal_info")
+            if terminal is None:
+                return None, None, f"terminal_info failed: {err}"
+            self._account.put("terminal", terminal)
+        account = self._account.get("account")
+        if account is None:
+            account, err = self._info("account_info")
+            if account is None:
+                return None, None, f"account_info failed: {err}"
+            self._account.put("account", account)
+        if not terminal.connected:
+            return terminal, account, "terminal is not connected to the trade server"
+        if not terminal.trade_allowed:
+            return terminal, account, "AutoTrading is disabled in the terminal"
+        if not account.trade_allowed:
+            return terminal, account, "trading is not allowed for this account"
+        if not account.trade_expert:
+            return terminal, account, "expert (algorithmic) trading is not allowed for this account"
+        return terminal, account, ""
+
+    def _spec(self, symbol: str) -> tuple[SymbolSpec | None, str]:
+        spec = self._specs.get(symbol)
+        if spec is not None:
+            return spec, ""
+        info, err = self._info("symbol_info", symbol)
+        if info is None:
+            return None, f"symbol {symbol!r} is unknown to the terminal: {err}"
+        if not info.visible:
+            # Hidden symbols have no ticks until they are selected into Market Watch.
+            selected, err = self._info("symbol_select", symbol, True)
+            if not selected:
+                return None, f"symbol {symbol!r} could not be selected: {err}"
+        spec = SymbolSpec(
+            name=str(info.name),
+            digits=int(info.digits),
+            point=float(info.point),
+            trade_contract_size=float(info.trade_contract_size),
+            volume_min=float(info.volume_min),
+            volume_max=float(info.volume_max),
+            volume_step=float(info.volume_step),
+            trade_mode=int(info.trade_mode),
+            trade_exemode=int(info.trade_exemode),
+            filling_mode=int(info.filling_mode),
+            visible=True,
+        )
+        self._specs[symbol] = spec
+        return spec, ""
+
+    def _quote(self, symbol: str) -> Quote | None:
+        tick = self._ticks.get(symbol)
+        if tick is None:
+            tick, _ = self._info("symbol_info_tick", symbol)
+            if tick is None:
+                return None
+            self._ticks.put(symbol, tick)
+        if tick.bid <= 0 or tick.ask <= 0:
+            return None
+        time_msc = int(tick.time_msc)
+        return Quote(
+            bid=float(tick.bid),
+            ask=float(tick.ask),
+            time_msc=time_msc,
+            age_seconds=self._tick_ages.age(symbol, time_msc),
+        )
+
+    def _market_closed(self, spec: SymbolSpec, quote: Quote) -> bool:
+        """MT5 has no trading-hours API, so closed markets are learned, not looked up.
+
+        A symbol is probed once with `order_check` (no trade request) when first used and
+        again after each back-off; a 10018 from a probe or a real send marks it closed.
+        """
+        now = self._clock.monotonic()
+        until = self._closed_until.get(spec.name)
+        if until is not None and now < until:
+            return True
+        if until is None and spec.name in self._open_checked:
+            return False
+        self._closed_until.pop(spec.name, None)
+        check, _ = self._info("order_check", self._probe_request(spec, quote))
+        self._open_checked.add(spec.name)
+        if check is not None and int(check.retcode) == _RETCODE_MARKET_CLOSED:
+            self._closed_until[spec.name] = now + self._config.market_closed_backoff
+            return True
+        return False
+
+    def _probe_request(self, spec: SymbolSpec, quote: Quote) -> dict[str, Any]:
+        filling = choose_filling(spec.filling_mode, spec.trade_exemode)
+        return {
+            "action": self._t.TRADE_ACTION_DEAL,
+            "symbol": spec.name,
+            "volume": spec.volume_min,
+            "type": self._t.ORDER_TYPE_BUY,
+            "price": quote.ask,
+            "type_filling": filling if filling is not None else 0,
+            "type_time": self._t.ORDER_TIME_GTC,
+            "magic": self._config.magic,
+        }
+
+    def _margin_per_lot(self, symbol: str, quote: Quote) -> float | None:
+        key = (symbol, 1)
+        cached = self._margin.get(key)
+        if cached is not None:
+            return cached
+        margin, _ = self._info("order_calc_margin", self._t.ORDER_TYPE_BUY, symbol, 1.0, quote.ask)
+        if margin is None or not math.isfinite(float(margin)):
+            return None
+        return self._margin.put(key, float(margin))
+
+    # --- trading ------------------------------------------------------------------------
+
+    def set_halted(self, halted: bool) -> None:
+        """After this returns, no `order_send` for a new position starts (the kill switch)."""
+        self._halted = halted
+
+    def is_halted(self) -> bool:
+        return self._halted
+
+    def place_order(
+        self, request: ExecutionRequest, filling_exclude: Collection[int] = ()
+    ) -> SendOutcome:
+        """One market order; retried once here only on INVALID_FILL, with the next mode."""
+        if self._halted:
+            return SendOutcome(klass=RetcodeClass.FINAL, retcode=None, halted=True)
+        spec = self._specs.get(request.symbol)
+        if spec is None:
+            spec, detail = self._spec(request.symbol)
+            if spec is None:
+                return SendOutcome(klass=RetcodeClass.FINAL, retcode=None, comment=detail)
+        excluded = set(filling_exclude)
+        outcome = self._send_once(request, spec, excluded)
+        if outcome.retcode == _RETCODE_INVALID_FILL and outcome.request:
+            excluded.add(int(outcome.request["type_filling"]))
+            if choose_filling(spec.filling_mode, spec.trade_exemode, exclude=excluded) is not None:
+                outcome = self._send_once(request, spec, excluded)
+        if outcome.retcode == _RETCODE_MARKET_CLOSED:
+            self._closed_until[spec.name] = (
+                self._clock.monotonic() + self._config.market_closed_backoff
+            )
+        return outcome
+
+    def _send_once(
+        self, request: ExecutionRequest, spec: SymbolSpec, excluded: set[int]
+    ) -> SendOutcome:
+        filling = choose_filling(spec.filling_mode, spec.trade_exemode, exclude=excluded)
+        if filling is None:
+            return SendOutcome(
+                klass=RetcodeClass.FINAL,
+                retcode=_RETCODE_INVALID_FILL,
+                comment=f"no filling mode allowed for {spec.name} "
+                f"(filling_mode={spec.filling_mode}, trade_exemode={spec.trade_exemode})",
+            )
+        if not self._connected and not self._connect():
+            # Nothing left this process: the link was down before the send.
+            return SendOutcome(
+                klass=RetcodeClass.RETRY, retcode=None, last_error=self._last_error()
+            )
+        quote = self._quote(request.symbol)
+        price = 0.0
+        if quote is not None:
+            price = quote.ask if request.direction > 0 else quote.bid
+        order_request: dict[str, Any] = {
+            "action": self._t.TRADE_ACTION_DEAL,
+            "symbol": request.symbol,
+            "volume": float(request.lots),
+            "type": self._t.ORDER_TYPE_BUY if request.direction > 0 else self._t.ORDER_TYPE_SELL,
+            "price": float(price),
+            "deviation": int(request.deviation_points),
+            "magic": int(request.magic),
+            "comment": request.client_id,
+            "type_time": self._t.ORDER_TIME_GTC,
+            "type_filling": int(filling),
+        }
+        return self._send(order_request)
+
+    def _send(self, order_request: dict[str, Any]) -> SendOutcome:
+        try:
+            result = self._call_raw("order_send", order_request)
+        except Exception as exc:
+            self._connected = False
+            return SendOutcome(
+                klass=RetcodeClass.AMBIGUOUS,
+                retcode=None,
+                comment=f"terminal raised {type(exc).__name__}: {exc}",
+                request=order_request,
+            )
+        if result is None:
+            error = self._last_error()  # read in the same turn as the call it explains
+            if error[0] in _IPC_ERRORS:
+                self._connected = False  # reconnect later; never replay this send
+            return SendOutcome(
+                klass=classify_last_error(error[0]),
+                retcode=None,
+                last_error=error,
+                comment=error[1],
+                request=order_request,
+            )
+        retcode = int(result.retcode)
+        return SendOutcome(
+            klass=classify_retcode(retcode),
+            retcode=retcode,
+            order=int(result.order),
+            deal=int(result.deal),
+            volume=float(result.volume),
+            price=float(result.price),
+            bid=float(result.bid),
+            ask=float(result.ask),
+            comment=str(result.comment),
+            request_id=int(result.request_id),
+            request=order_request,
+        )
+
+    def remove_order(self, ticket: int) -> SendOutcome:
+        """Remove a still-working order (a timed-out PLACED order). Allowed while halted."""
+        if not self._connected and not self._connect():
+            return SendOutcome(
+                klass=RetcodeClass.RETRY, retcode=None, last_error=self._last_error()
+            )
+        return self._send({"action": self._t.TRADE_ACTION_REMOVE, "order": int(ticket)})
+
+    # --- finding orders: the shared poll and reconciliation ------------------------------
+
+    def query_order(self, ticket: int, volume: float) -> OrderFinding:
+        """Where order `ticket` stands: deals summed, state from the order book or history."""
+        deals_raw, _ = self._info("history_deals_get", ticket=int(ticket))
+        deals = tuple(
+            Deal(
+                ticket=int(d.ticket),
+                order=int(d.order),
+                volume=float(d.volume),
+                price=float(d.price),
+                time_msc=int(d.time_msc),
+                position_id=int(d.position_id),
+            )
+            for d in (deals_raw or ())
+        )
+        filled = sum(d.volume for d in deals)
+        vwap = sum(d.volume * d.price for d in deals) / filled if filled > 0 else None
+        last_time = max((d.time_msc for d in deals), default=None)
+        if volume > 0 and filled >= volume - _VOLUME_EPS:
+            return OrderFinding(ticket, True, False, None, volume, filled, vwap, deals, last_time)
+        active, _ = self._info("orders_get", ticket=int(ticket))
+        if active:
+            order = active[0]
+            return OrderFinding(
+                ticket,
+                True,
+                True,
+                int(order.state),
+                float(order.volume_initial),
+                filled,
+                vwap,
+                deals,
+                last_time,
+            )
+        history, _ = self._info("history_orders_get", ticket=int(ticket))
+        if history:
+            order = history[0]
+            state = int(order.state)
+            return OrderFinding(
+                ticket,
+                True,
+                state in _WORKING_STATES,
+                state,
+                float(order.volume_initial),
+                filled,
+                vwap,
+                deals,
+                last_time,
+            )
+        found = bool(deals)
+        return OrderFinding(ticket, found, False, None, volume, filled, vwap, deals, last_time)
+
+    def find_order(
+        self,
+        *,
+        client_id: str,
+        symbol: str,
+        direction: int,
+        lots: float,
+        since: datetime,
+        exclude: Collection[int] = (),
+    ) -> OrderFinding | None:
+        """Reconciliation: our order by magic + client id, else by magic + symbol + side +
+        volume + time window (brokers may rewrite comments). None when provably absent."""
+        magic = self._config.magic
+        order_type = self._t.ORDER_TYPE_BUY if direction > 0 else self._t.ORDER_TYPE_SELL
+        candidates: list[Any] = []
+        active, _ = self._info("orders_get", symbol=symbol)
+        candidates.extend(active or ())
+        # Broker times are server times in an unknown zone: pad the window generously.
+        date_from = since - self._config.history_pad
+        date_to = self._clock.now() + self._config.history_pad
+        history, err = self._info("history_orders_get", date_from, date_to, group=symbol)
+        if history is None and err is not None and err[0] != 1:
+            raise ReconciliationError(f"history_orders_get failed: {err}")
+        candidates.extend(history or ())
+        ours = [o for o in candidates if int(o.magic) == magic and int(o.ticket) not in exclude]
+        by_comment = [o for o in ours if str(o.comment) == client_id]
+        match = by_comment[0] if by_comment else None
+        if match is None:
+            match = next(
+                (
+                    o
+                    for o in ours
+                    if str(o.symbol) == symbol
+                    and int(o.type) == order_type
+                    and abs(float(o.volume_initial) - lots) < _VOLUME_EPS
+                    and not str(o.comment).startswith(self._config.client_id_prefix)
+                ),
+                None,
+            )
+        if match is None:
+            return None
+        return self.query_order(int(match.ticket), float(match.volume_initial))
+
+    def watch(self, ticket: int, volume: float, notify: pykka.ActorRef[Any]) -> None:
+        """Report news about `ticket` to `notify` until it is done (FillUpdate messages)."""
+        self._watches[int(ticket)] = _Watch(int(ticket), float(volume), notify)
+        self._ensure_polling()
+
+    def unwatch(self, ticket: int) -> None:
+        self._watches.pop(int(ticket), None)
+
+    def watched(self) -> list[int]:
+        return sorted(self._watches)
+
+    def _ensure_polling(self) -> None:
+        if self._poll_handle is None and self._watches:
+            self._poll_handle = self._scheduler.tell_later(
+                self._config.poll_interval, self.actor_ref, _PollTick()
+            )
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, _PollTick):
+            self._poll_handle = None
+            self._poll()
+            self._ensure_polling()
+            return None
+        log.warning("BrokerActor ignored unknown message %r", message)
+        return None
+
+    def _poll(self) -> None:
+        """One pass over every watched order: the shared poll."""
+        for watch in list(self._watches.values()):
+            finding = self.query_order(watch.ticket, watch.volume)
+            if finding.filled_volume != watch.last_filled or finding.done:
+                watch.last_filled = finding.filled_volume
+                try:
+                    watch.notify.tell(FillUpdate(finding))
+                except pykka.ActorDeadError:
+                    self._watches.pop(watch.ticket, None)
+                    continue
+            if finding.done:
+                self._watches.pop(watch.ticket, None)
+
+    # --- health -------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        terminal, _ = self._info("terminal_info")
+        return {
+            "connected": bool(self._connected and terminal is not None and terminal.connected),
+            "halted": self._halted,
+            "watched_orders": len(self._watches),
+            "reconnects": self.reconnects,
+            "calls": dict(self.calls),
+        }
+
+    def call_counts(self) -> dict[str, int]:
+        return dict(self.calls)

@@ -1,0 +1,372 @@
+"""ExecutionFacade: what the RPM holds.
+
+`create_execution_engine()` starts the actors and returns the facade; `execute()` blocks for
+the confirmation, `submit()` returns a future. Idempotency is on the RPM decision id: a
+repeat returns the same execution and sends nothing; the same id with another payload is an
+`IdempotencyConflictError`. Reads go straight to storage.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from types import TracebackType
+from typing import Any
+
+import pykka
+from pydantic import ValidationError
+
+from actors._scheduler import Scheduler
+from actors._shared import MarginBook, TradingSwitch
+from actors.broker import BrokerActor, BrokerConfig
+from actors.messages import Halt, NewExecution
+from actors.order import OrderActor, OrderConfig, OrderContext
+from actors.persistence import PersistenceActor, write_and_wait
+from core.clock import Clock, SystemClock, utc_micros
+from core.enums import ExecutionStatus, TradingState
+from core.errors import (
+    EngineStoppedError,
+    ExecutionNotFoundError,
+    IdempotencyConflictError,
+    InvalidRequestError,
+)
+from core.ids import IdSource, UuidIds
+from core.models import ExecutionConfirmation, ExecutionLog, RPMOutput, TradingStateRecord
+from core.rules import make_client_id
+from core.settings import Settings, load_settings
+from storage.db import create_db_engine, default_sqlite_url
+from storage.migrate import upgrade
+from storage.repository import Repository
+from storage.writer import JournalWriter, WriteOp
+
+log = logging.getLogger(__name__)
+
+_RECENT_DECISIONS = 10_000
+"""Finished decisions remembered in memory; older repeats are answered from the database."""
+
+
+def engine_version() -> str:
+    try:
+        return version("mt5-execution-engine")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+@dataclass(slots=True)
+class _Claim:
+    fingerprint: str
+    execution_id: str
+    future: pykka.Future[ExecutionConfirmation]
+
+
+class ExecutionFacade:
+    """The engine as the RPM sees it. Use as a context manager, or call `stop()`."""
+
+    def __init__(
+        self,
+        terminal: Any,
+        database_url: str,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        ids: IdSource | None = None,
+    ) -> None:
+        self.settings = settings
+        self.terminal = terminal
+        self.database_url = database_url
+        self._clock = clock or SystemClock()
+        self._ids = ids or UuidIds()
+        self._lock = threading.Lock()
+        self._claims: OrderedDict[str, _Claim] = OrderedDict()
+        self._in_flight: dict[str, pykka.ActorRef[Any]] = {}
+        self._stopped = False
+        self._version = engine_version()
+
+        upgrade(database_url)
+        self._db = create_db_engine(database_url)
+        self.repository = Repository(self._db)
+        self.scheduler = Scheduler(self._clock.monotonic)
+        state = self.repository.trading_state()
+        self.switch = TradingSwitch(
+            halted=state is not None and state.state == TradingState.HALTED.value,
+            reason=state.reason if state is not None else "",
+        )
+        self.margin = MarginBook()
+        db = self._db
+        self.persistence: pykka.ActorRef[Any] = PersistenceActor.start(
+            lambda: JournalWriter(db), max_batch=settings.group_commit_max
+        )
+        self.broker: pykka.ActorRef[Any] = BrokerActor.start(
+            terminal, self._broker_config(), self._clock, self.scheduler
+        )
+        self._broker_proxy = self.broker.proxy()
+        self._broker_proxy.set_halted(self.switch.halted).get()
+        self._order_config = self._make_order_config()
+
+    # --- configuration ------------------------------------------------------------------
+
+    def _broker_config(self) -> BrokerConfig:
+        s = self.settings
+        return BrokerConfig(
+            magic=s.magic,
+            client_id_prefix=s.client_id_prefix,
+            tick_window=s.cache_tick_seconds,
+            account_window=s.cache_account_seconds,
+            margin_window=s.cache_margin_seconds,
+            poll_interval=s.poll_interval_seconds,
+            login=s.mt5_login,
+            password=s.mt5_password.get_secret_value() if s.mt5_password else None,
+            server=s.mt5_server,
+            path=s.mt5_terminal,
+        )
+
+    def _make_order_config(self) -> OrderConfig:
+        s = self.settings
+        return OrderConfig(
+            engine_version=self._version,
+            magic=s.magic,
+            max_slippage_pips=s.max_slippage_pips,
+            order_timeout=s.order_timeout_seconds,
+            max_retries=s.max_retries,
+            margin_cushion=s.min_margin_cushion,
+            max_spread_pips=s.max_spread_pips,
+            max_tick_age=s.max_tick_age_seconds,
+            pip_overrides=dict(s.pip_size_overrides),
+            partial_policy=s.partial_fill_policy,
+            backoff_base=s.retry_backoff_seconds,
+            backoff_cap=s.retry_backoff_cap_seconds,
+            reconcile_window=s.reconcile_window_seconds,
+            ask_timeout=s.ask_timeout_seconds,
+        )
+
+    # --- executing ----------------------------------------------------------------------
+
+    def submit(
+        self, rpm_output: RPMOutput | Mapping[str, Any]
+    ) -> pykka.Future[ExecutionConfirmation]:
+        """Start an execution and return a future of its confirmation (non-blocking)."""
+        rpm = _parse(rpm_output)
+        fingerprint = rpm.fingerprint()
+        decision_id = rpm.decision_id
+        with self._lock:
+            self._check_running()
+            known = self._known(decision_id, fingerprint)
+            if known is not None:
+                return known
+        # Previous runs are in the database; look outside the lock so submits stay parallel.
+        stored = self.repository.get_by_decision_id(decision_id)
+        with self._lock:
+            self._check_running()
+            known = self._known(decision_id, fingerprint)
+            if known is not None:
+                return known
+            if stored is not None:
+                return self._answer_stored(stored, fingerprint)
+            execution_id = self._ids.new_id("exec")
+            future: pykka.Future[ExecutionConfirmation] = pykka.ThreadingFuture()
+            self._claims[decision_id] = _Claim(fingerprint, execution_id, future)
+            job = NewExecution(
+                execution_id=execution_id,
+                request_id=self._ids.new_id("req"),
+                client_id=make_client_id(execution_id, self.settings.client_id_prefix),
+                rpm=rpm,
+                fingerprint=fingerprint,
+                reply=future,
+            )
+            self._in_flight[execution_id] = OrderActor.start(job, self._order_context())
+        return future
+
+    def execute(
+        self, rpm_output: RPMOutput | Mapping[str, Any], timeout: float | None = None
+    ) -> ExecutionConfirmation:
+        """Run one execution to its final state and return the confirmation (blocking)."""
+        wait = timeout if timeout is not None else self._default_wait()
+        return self.submit(rpm_output).get(timeout=wait)
+
+    def _default_wait(self) -> float:
+        s = self.settings
+        retries = (s.max_retries + 1) * (s.retry_backoff_cap_seconds + s.ask_timeout_seconds)
+        return s.order_timeout_seconds + s.reconcile_window_seconds + retries
+
+    def _known(
+        self, decision_id: str, fingerprint: str
+    ) -> pykka.Future[ExecutionConfirmation] | None:
+        claim = self._claims.get(decision_id)
+        if claim is None:
+            return None
+        if claim.fingerprint != fingerprint:
+            raise IdempotencyConflictError(decision_id=decision_id, execution_id=claim.execution_id)
+        self._claims.move_to_end(decision_id)
+        return claim.future
+
+    def _answer_stored(
+        self, stored: ExecutionLog, fingerprint: str
+    ) -> pykka.Future[ExecutionConfirmation]:
+        if stored.rpm_fingerprint != fingerprint:
+            raise IdempotencyConflictError(
+                decision_id=stored.rpm_decision_id, execution_id=stored.execution_id
+            )
+        future: pykka.Future[ExecutionConfirmation] = pykka.ThreadingFuture()
+        future.set(stored.to_confirmation())
+        return future
+
+    def _order_context(self) -> OrderContext:
+        return OrderContext(
+            broker=lambda: self._broker_proxy,
+            persistence=lambda: self.persistence,
+            config=self._order_config,
+            clock=self._clock,
+            scheduler=self.scheduler,
+            switch=self.switch,
+            margin=self.margin,
+            on_final=self._on_final,
+        )
+
+    def _on_final(self, record: ExecutionLog) -> None:
+        with self._lock:
+            self._in_flight.pop(record.execution_id, None)
+            # Keep a bounded memory of finished decisions; older repeats hit the database.
+            while len(self._claims) > _RECENT_DECISIONS:
+                oldest = next(iter(self._claims))
+                if self._claims[oldest].execution_id in self._in_flight:
+                    break
+                self._claims.popitem(last=False)
+
+    def _check_running(self) -> None:
+        if self._stopped:
+            raise EngineStoppedError("the execution engine is stopped")
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._in_flight)
+
+    # --- reads --------------------------------------------------------------------------
+
+    def get_execution(self, execution_id: str) -> ExecutionLog:
+        record = self.repository.get_execution(execution_id)
+        if record is None:
+            raise ExecutionNotFoundError(execution_id=execution_id)
+        return record
+
+    def get_execution_history(
+        self,
+        symbol: str | None = None,
+        status: ExecutionStatus | str | None = None,
+        limit: int = 50,
+    ) -> list[ExecutionLog]:
+        wanted = ExecutionStatus(status) if isinstance(status, str) else status
+        return self.repository.history(symbol=symbol, status=wanted, limit=limit)
+
+    def export_audit_trail(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Every execution created in [start, end), as JSON-ready dicts, oldest first."""
+        return [record.model_dump(mode="json") for record in self.iter_audit_trail(start, end)]
+
+    def iter_audit_trail(self, start: datetime, end: datetime) -> Iterator[ExecutionLog]:
+        return self.repository.audit_trail(start, end)
+
+    # --- the kill switch ----------------------------------------------------------------
+
+    def trading_state(self) -> TradingStateRecord | None:
+        return self.repository.trading_state()
+
+    def halt(self, reason: str, by: str) -> None:
+        """Stop trading: nothing is sent after this returns; unsent executions are rejected."""
+        self._set_trading_state(TradingState.HALTED, reason, by)
+        self.switch.set(True, reason)
+        self._broker_proxy.set_halted(True).get()
+        with self._lock:
+            refs = list(self._in_flight.values())
+        for ref in refs:
+            try:
+                ref.tell(Halt(reason))
+            except pykka.ActorDeadError:
+                continue
+
+    def resume(self, by: str, reason: str = "resumed") -> None:
+        self._set_trading_state(TradingState.ACTIVE, reason, by)
+        self._broker_proxy.set_halted(False).get()
+        self.switch.set(False)
+
+    def _set_trading_state(self, state: TradingState, reason: str, by: str) -> None:
+        now = self._clock.now()
+        record = TradingStateRecord(state=state.value, changed_by=by, reason=reason, changed_at=now)
+        op = WriteOp(
+            execution_id=None,
+            event_type="TRADING_STATE_CHANGED",
+            payload={"state": state.value, "by": by, "reason": reason},
+            engine_time_us=utc_micros(now),
+            trading_state=record,
+        )
+        write_and_wait(self.persistence, [op], self.settings.ask_timeout_seconds)
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop every actor this facade started. In-flight executions keep their last
+        committed state; the next start reconciles them."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            refs = list(self._in_flight.values())
+        for ref in refs:
+            ref.stop(block=False)
+        for ref in refs:
+            try:
+                ref.stop(block=True, timeout=timeout)
+            except pykka.Timeout:
+                log.warning("an order actor did not stop within %s s", timeout)
+        self.scheduler.stop()
+        self.broker.stop(block=True, timeout=timeout)
+        self.persistence.stop(block=True, timeout=timeout)
+        self._db.dispose()
+
+    def __enter__(self) -> ExecutionFacade:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _parse(rpm_output: RPMOutput | Mapping[str, Any]) -> RPMOutput:
+    if isinstance(rpm_output, RPMOutput):
+        return rpm_output
+    try:
+        return RPMOutput.model_validate(rpm_output)
+    except ValidationError as exc:
+        errors = tuple(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise InvalidRequestError(
+            "invalid RPM message: " + "; ".join(errors), errors=errors
+        ) from exc
+
+
+def create_execution_engine(
+    terminal: Any = None,
+    database_url: str | None = None,
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    ids: IdSource | None = None,
+) -> ExecutionFacade:
+    """Start an engine: `terminal` is any object with the MetaTrader5 API (default: a
+    `SimulatedTerminal`); `database_url` defaults to a SQLite file in the working directory."""
+    settings = settings or load_settings()
+    if terminal is None:
+        from terminals.factory import terminal_from_settings
+
+        terminal = terminal_from_settings(settings)
+    url = database_url or settings.database_url or default_sqlite_url()
+    return ExecutionFacade(terminal, url, settings, clock=clock, ids=ids)

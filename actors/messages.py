@@ -1,0 +1,173 @@
+"""Every message the actors exchange, in one place.
+
+Commands and events between actors are frozen, slotted dataclasses rather than pydantic
+models: they carry futures and actor references (not data), are created on the hot path,
+and never cross a process boundary. Records that are data (what the broker saw, what a
+poll found) are frozen too, so nothing mutates a message after it is sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+
+from core.enums import RetcodeClass
+from core.models import RPMOutput
+
+# --- records the BrokerActor returns -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolSpec:
+    """The static part of `symbol_info`, cached for the life of the connection."""
+
+    name: str
+    digits: int
+    point: float
+    trade_contract_size: float
+    volume_min: float
+    volume_max: float
+    volume_step: float
+    trade_mode: int
+    trade_exemode: int
+    filling_mode: int
+    visible: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    bid: float
+    ask: float
+    time_msc: int
+    """Broker-server time of the tick."""
+    age_seconds: float
+    """How old the tick is by the engine's clock, for the NO_MARKET_DATA check."""
+
+
+@dataclass(frozen=True, slots=True)
+class Preflight:
+    """Everything validation needs from the terminal, gathered in one ask."""
+
+    ready: bool
+    not_ready_detail: str = ""
+    spec: SymbolSpec | None = None
+    quote: Quote | None = None
+    margin_per_lot: float | None = None
+    margin_free: float | None = None
+    market_closed: bool = False
+    symbol_detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What one `place_order` or `remove_order` ended as, classified."""
+
+    klass: RetcodeClass
+    retcode: int | None
+    order: int = 0
+    deal: int = 0
+    volume: float = 0.0
+    price: float = 0.0
+    bid: float = 0.0
+    ask: float = 0.0
+    comment: str = ""
+    request_id: int = 0
+    last_error: tuple[int, str] | None = None
+    request: dict[str, Any] = field(default_factory=dict)
+    halted: bool = False
+    """True when nothing was sent because trading is halted."""
+
+    @property
+    def sent(self) -> bool:
+        return bool(self.request) and not self.halted
+
+
+@dataclass(frozen=True, slots=True)
+class Deal:
+    ticket: int
+    order: int
+    volume: float
+    price: float
+    time_msc: int
+    position_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFinding:
+    """What the terminal knows about one of our orders (by poll or by reconciliation)."""
+
+    ticket: int
+    found: bool
+    open: bool
+    """Still working at the server (PLACED, PARTIAL and not yet done)."""
+    state: int | None
+    volume_initial: float
+    filled_volume: float
+    vwap: float | None
+    deals: tuple[Deal, ...] = ()
+    time_msc: int | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.found and not self.open
+
+
+# --- messages to the OrderActor ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Advance:
+    """Run the named stage next; sent by the OrderActor to itself between stages."""
+
+    stage: str
+    generation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FillUpdate:
+    """The shared poll found news about a watched order."""
+
+    finding: OrderFinding
+
+
+@dataclass(frozen=True, slots=True)
+class Halt:
+    """Trading was halted: reject if not yet sent, remove the order if it is still open."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    reason: str
+
+
+# --- messages to the PersistenceActor ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """Ops to commit; `reply` is set with the journal events after the commit."""
+
+    ops: tuple[Any, ...]
+    reply: pykka.Future[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """Commit everything received so far in one transaction (group commit)."""
+
+
+# --- what the facade hands an OrderActor ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewExecution:
+    execution_id: str
+    request_id: str
+    client_id: str
+    rpm: RPMOutput
+    fingerprint: str
+    reply: pykka.Future[Any]

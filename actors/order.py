@@ -1,0 +1,830 @@
+"""OrderActor: one per execution, through the nine stages by messages to itself.
+
+Each stage ends by telling the actor its next stage, so a Halt or Cancel that arrived
+meanwhile is handled between any two stages. It never sleeps: back-off, polling and the
+order timeout are messages delivered later by the scheduler. It asks only downward (the
+BrokerActor and the PersistenceActor) and every status change goes through the transition
+table and is committed before the actor moves on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+
+from actors._scheduler import Handle, Scheduler
+from actors._shared import MarginBook, TradingSwitch
+from actors.messages import (
+    Advance,
+    Cancel,
+    FillUpdate,
+    Halt,
+    NewExecution,
+    OrderFinding,
+    Preflight,
+    SendOutcome,
+    SymbolSpec,
+)
+from actors.persistence import write_and_wait
+from core.clock import Clock, utc_micros
+from core.enums import (
+    DecisionStatus,
+    ExecutionStatus,
+    PartialFillPolicy,
+    RejectionReason,
+    RetcodeClass,
+    can_transition,
+)
+from core.errors import PersistenceError, PersistenceUnavailableError, ReconciliationError
+from core.models import ExecutionLog, ExecutionRequest
+from core.rules import (
+    Denied,
+    backoff_seconds,
+    deviation_points,
+    lots_to_units,
+    margin_check,
+    pip_size,
+    retcode_name,
+    slippage_pips,
+    spread_pips,
+    units_to_lots,
+)
+from storage.writer import WriteOp
+
+log = logging.getLogger(__name__)
+
+_S = ExecutionStatus
+_R = RejectionReason
+_RETCODE_DONE = 10009
+_RETCODE_MARKET_CLOSED = 10018
+_TRADE_MODE_DISABLED = 0
+_TRADE_MODE_LONGONLY = 1
+_TRADE_MODE_SHORTONLY = 2
+_TRADE_MODE_CLOSEONLY = 3
+_ORDER_STATE_EXPIRED = 6
+_VOLUME_EPS = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class OrderConfig:
+    """What an OrderActor needs from the settings (defaults are the seeds').
+
+    max_slippage_pips: sets `deviation`, in points. order_timeout: seconds to wait for a fill.
+    max_retries: re-sends after a clean (retryable) rejection. margin_cushion: 1.5 x margin.
+    max_spread_pips / max_tick_age: market-data checks. reconcile_window: how long an order
+    must stay absent after an ambiguous send before the execution is NOT_SENT.
+    """
+
+    engine_version: str
+    magic: int = 770001
+    max_slippage_pips: float = 10.0
+    order_timeout: float = 60.0
+    max_retries: int = 3
+    margin_cushion: float = 1.5
+    max_spread_pips: float = 5.0
+    max_tick_age: float = 10.0
+    pip_overrides: dict[str, float] = field(default_factory=dict)
+    partial_policy: PartialFillPolicy = PartialFillPolicy.ACCEPT
+    backoff_base: float = 0.2
+    backoff_cap: float = 2.0
+    reconcile_window: float = 30.0
+    reconcile_interval: float = 0.25
+    ask_timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class OrderContext:
+    """The collaborators every OrderActor gets from the facade."""
+
+    broker: Callable[[], Any]
+    """Returns the current BrokerActor proxy (it may have been restarted)."""
+    persistence: Callable[[], pykka.ActorRef[Any]]
+    config: OrderConfig
+    clock: Clock
+    scheduler: Scheduler
+    switch: TradingSwitch
+    margin: MarginBook
+    on_final: Callable[[ExecutionLog], None]
+
+
+class _BrokerGoneError(Exception):
+    """The BrokerActor was not there to take the request: nothing reached the terminal."""
+
+
+class OrderActor(pykka.ThreadingActor):
+    use_daemon_thread = True
+
+    def __init__(self, job: NewExecution, ctx: OrderContext) -> None:
+        super().__init__()
+        self._job = job
+        self._ctx = ctx
+        self._cfg = ctx.config
+        self._log: ExecutionLog | None = None
+        self._request: ExecutionRequest | None = None
+        self._spec: SymbolSpec | None = None
+        self._ticket: int | None = None
+        self._order_lots = 0.0
+        self._prior_fills: list[tuple[float, float]] = []
+        """(lots, price) filled by earlier orders of this execution (the `complete` policy)."""
+        self._current_fills: list[tuple[float, float]] = []
+        """(lots, price) of the current order: its DONE result, or its deals once polled."""
+        self._replied = False
+        self._sent_at: float | None = None
+        self._deadline: float | None = None
+        self._timeout_handle: Handle | None = None
+        self._halt_reason: str | None = None
+        self._done = False
+
+    # --- the doors ----------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self.actor_ref.tell(Advance("create"))
+
+    def on_receive(self, message: Any) -> Any:
+        if self._done:
+            return None
+        if isinstance(message, Advance):
+            getattr(self, f"_stage_{message.stage}")()
+        elif isinstance(message, FillUpdate):
+            self._on_fill_update(message.finding)
+        elif isinstance(message, Halt):
+            self._on_halt(message.reason)
+        elif isinstance(message, Cancel):
+            self._on_halt(f"cancelled: {message.reason}", reason=_R.CANCELLED)
+        else:
+            log.warning("OrderActor ignored unknown message %r", message)
+        return None
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        # A bug must not leave the caller waiting forever; the execution keeps its last
+        # committed state, which startup recovery reconciles.
+        self._release()
+        if not self._replied:
+            self._replied = True
+            self._job.reply.set_exception(exc_info=(exception_type, exception_value, traceback))
+
+    @property
+    def _fills(self) -> list[tuple[float, float]]:
+        return [*self._prior_fills, *self._current_fills]
+
+    def _take(self, finding: OrderFinding) -> None:
+        """Adopt the deals of the current order; the deals are the truth once seen."""
+        if finding.deals:
+            self._current_fills = [(deal.volume, deal.price) for deal in finding.deals]
+
+    def _next(self, stage: str) -> None:
+        self.actor_ref.tell(Advance(stage))
+
+    def _later(self, delay: float, stage: str) -> Handle:
+        return self._ctx.scheduler.tell_later(delay, self.actor_ref, Advance(stage))
+
+    # --- stage 3: log (PENDING, with the whole RPM context) -----------------------------
+
+    def _stage_create(self) -> None:
+        rpm = self._job.rpm
+        trade = rpm.decision.approved_trade
+        now = self._ctx.clock.now()
+        record = ExecutionLog(
+            execution_id=self._job.execution_id,
+            request_id=self._job.request_id,
+            rpm_decision_id=rpm.decision_id,
+            client_id=self._job.client_id,
+            symbol=trade.symbol if trade else "",
+            direction=trade.direction if trade else 0,
+            intended_units=float(trade.position_units) if trade else 0.0,
+            intended_price=float(trade.intended_price) if trade and trade.intended_price else None,
+            magic=self._cfg.magic,
+            confidence_score=trade.confidence_score if trade else None,
+            atr=trade.atr if trade else None,
+            rpm_version=rpm.rpm_version,
+            model_version=rpm.model_version,
+            engine_version=self._cfg.engine_version,
+            rpm_fingerprint=self._job.fingerprint,
+            rpm_payload=rpm.model_dump(mode="json"),
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            self._commit(record, "EXECUTION_CREATED", {"stage": "log"}, initial=True)
+        except PersistenceError as exc:
+            self._fail(exc)
+            return
+        self._next("validate")
+
+    # --- stage 1: validate before the broker --------------------------------------------
+
+    def _stage_validate(self) -> None:
+        rpm = self._job.rpm
+        if self._ctx.switch.halted or self._halt_reason is not None:
+            self._reject(_R.TRADING_HALTED, self._halt_reason or self._ctx.switch.reason)
+            return
+        if rpm.decision.status is not DecisionStatus.APPROVED:
+            self._reject(_R.RPM_NOT_APPROVED, f"RPM decision status is {rpm.decision.status}")
+            return
+        if rpm.portfolio_state.trading_halted:
+            self._reject(_R.TRADING_HALTED, "portfolio_state.trading_halted is true")
+            return
+        trade = rpm.decision.approved_trade
+        assert trade is not None  # guaranteed by the model for APPROVED decisions
+        try:
+            pre: Preflight = self._ask_broker("preflight", trade.symbol)
+        except (_BrokerGoneError, pykka.Timeout) as exc:
+            self._reject(_R.TERMINAL_NOT_READY, f"broker unavailable: {exc}")
+            return
+        denied = self._check(pre, trade.symbol, trade.direction, float(trade.position_units))
+        if isinstance(denied, Denied):
+            self._reject(denied.reason, denied.detail)
+            return
+        self._next("submit")
+
+    def _check(self, pre: Preflight, symbol: str, direction: int, units: float) -> Denied | None:
+        if not pre.ready:
+            return Denied(_R.TERMINAL_NOT_READY, pre.not_ready_detail)
+        spec = pre.spec
+        if spec is None:
+            return Denied(_R.SYMBOL_NOT_TRADABLE, pre.symbol_detail)
+        mode_refusal = _trade_mode_refusal(spec, direction)
+        if mode_refusal:
+            return Denied(_R.SYMBOL_NOT_TRADABLE, mode_refusal)
+        quote = pre.quote
+        if quote is None:
+            return Denied(_R.NO_MARKET_DATA, f"no quote for {symbol}")
+        if quote.age_seconds > self._cfg.max_tick_age:
+            return Denied(
+                _R.NO_MARKET_DATA,
+                f"last tick for {symbol} is {quote.age_seconds:.1f} s old "
+                f"(limit {self._cfg.max_tick_age} s)",
+            )
+        if pre.market_closed:
+            return Denied(_R.MARKET_CLOSED, f"the market for {symbol} is closed")
+        pip = pip_size(spec.digits, spec.point, self._cfg.pip_overrides.get(symbol))
+        spread = spread_pips(quote.bid, quote.ask, pip)
+        if spread > self._cfg.max_spread_pips:
+            return Denied(
+                _R.SPREAD_TOO_WIDE,
+                f"spread {spread:.2f} pips exceeds {self._cfg.max_spread_pips} pips",
+            )
+        lots = units_to_lots(
+            units,
+            contract_size=spec.trade_contract_size,
+            volume_min=spec.volume_min,
+            volume_max=spec.volume_max,
+            volume_step=spec.volume_step,
+        )
+        if isinstance(lots, Denied):
+            return lots
+        if pre.margin_per_lot is None or pre.margin_free is None:
+            return Denied(_R.TERMINAL_NOT_READY, f"margin for {symbol} could not be computed")
+        required = pre.margin_per_lot * lots
+        free = pre.margin_free
+        refusal = self._ctx.margin.reserve(
+            self._job.execution_id,
+            required,
+            lambda held: margin_check(
+                margin_required=required,
+                free_margin=free,
+                reserved_margin=held,
+                cushion=self._cfg.margin_cushion,
+            ),
+        )
+        if refusal is not None:
+            return refusal
+        self._spec = spec
+        trade = self._job.rpm.decision.approved_trade
+        assert trade is not None
+        quoted = quote.ask if direction > 0 else quote.bid
+        intended = float(trade.intended_price) if trade.intended_price else quoted
+        self._request = ExecutionRequest(
+            request_id=self._job.request_id,
+            execution_id=self._job.execution_id,
+            client_id=self._job.client_id,
+            symbol=symbol,
+            direction=1 if direction > 0 else -1,
+            units=units,
+            lots=lots,
+            intended_price=intended,
+            magic=self._cfg.magic,
+            deviation_points=deviation_points(self._cfg.max_slippage_pips, pip, spec.point),
+            max_slippage_pips=self._cfg.max_slippage_pips,
+            timeout_seconds=self._cfg.order_timeout,
+            max_retries=self._cfg.max_retries,
+        )
+        self._order_lots = lots
+        self._deadline = self._ctx.clock.monotonic() + self._cfg.order_timeout
+        self._update(
+            "VALIDATED",
+            {
+                "bid": quote.bid,
+                "ask": quote.ask,
+                "spread_pips": spread,
+                "pip_size": pip,
+                "lots": lots,
+                "margin_required": required,
+                "margin_free": free,
+                "tick_time_msc": quote.time_msc,
+            },
+            broker_time_msc=quote.time_msc,
+            intended_lots=lots,
+            intended_price=intended,
+        )
+        return None
+
+    # --- stage 4: submit (write-ahead, then order_send) ----------------------------------
+
+    def _stage_submit(self) -> None:
+        assert self._request is not None
+        assert self._log is not None
+        if self._ctx.switch.halted or self._halt_reason is not None:
+            self._finish_without_send(
+                _R.TRADING_HALTED, self._halt_reason or self._ctx.switch.reason
+            )
+            return
+        request = self._request.model_copy(update={"lots": self._order_lots})
+        try:
+            # Write-ahead: SUBMITTING is committed before order_send, or nothing is sent.
+            self._transition(
+                _S.SUBMITTING,
+                "SUBMITTING",
+                {"lots": self._order_lots, "attempt": self._log.attempts + 1},
+                attempts=self._log.attempts + 1,
+                submitted_at=self._log.submitted_at or self._ctx.clock.now(),
+            )
+        except PersistenceError as exc:
+            self._fail(exc)
+            return
+        self._sent_at = self._ctx.clock.monotonic()
+        outcome = self._place(request)
+        self._on_outcome(outcome)
+
+    def _place(self, request: ExecutionRequest) -> SendOutcome:
+        try:
+            outcome: SendOutcome = self._ask_broker("place_order", request)
+        except _BrokerGoneError as exc:
+            return SendOutcome(klass=RetcodeClass.RETRY, retcode=None, comment=str(exc))
+        except Exception as exc:
+            return SendOutcome(
+                klass=RetcodeClass.AMBIGUOUS,
+                retcode=None,
+                comment=f"broker failed during the send: {type(exc).__name__}: {exc}",
+                request={"unknown": True},
+            )
+        return outcome
+
+    def _on_outcome(self, outcome: SendOutcome) -> None:
+        assert self._log is not None
+        payload = _outcome_payload(outcome)
+        if outcome.halted:
+            self._finish_without_send(_R.TRADING_HALTED, self._ctx.switch.reason, payload)
+            return
+        if outcome.klass is RetcodeClass.SUCCESS:
+            self._on_accepted(outcome, payload)
+        elif outcome.klass is RetcodeClass.RETRY:
+            self._on_retryable(outcome, payload)
+        elif outcome.klass is RetcodeClass.AMBIGUOUS:
+            self._transition(_S.UNKNOWN, "SEND_AMBIGUOUS", payload)
+            self._ticket = outcome.order or None
+            self._next("reconcile")
+        else:
+            reason = (
+                _R.MARKET_CLOSED
+                if outcome.retcode == _RETCODE_MARKET_CLOSED
+                else _R.BROKER_REJECTED
+            )
+            self._finish_without_send(
+                reason,
+                f"{retcode_name(outcome.retcode)}: {outcome.comment}".strip(": "),
+                payload,
+            )
+
+    def _on_accepted(self, outcome: SendOutcome, payload: dict[str, Any]) -> None:
+        self._ticket = outcome.order
+        if (
+            outcome.retcode == _RETCODE_DONE
+            and outcome.deal > 0
+            and outcome.volume >= self._order_lots - _VOLUME_EPS
+        ):
+            # A DONE with its deal is a fill: no poll needed.
+            self._current_fills = [(outcome.volume, outcome.price)]
+            self._journal("ORDER_ACCEPTED", payload)
+            self._finalize_fills(broker_time_msc=None)
+            return
+        self._transition(_S.SUBMITTED, "ORDER_ACCEPTED", payload, order_id=outcome.order or None)
+        self._watch()
+
+    def _on_retryable(self, outcome: SendOutcome, payload: dict[str, Any]) -> None:
+        assert self._log is not None
+        retries_used = self._log.attempts - 1
+        if retries_used >= self._cfg.max_retries or self._past_deadline():
+            self._finish_without_send(
+                _R.RETRIES_EXHAUSTED,
+                f"{self._log.attempts} attempts; last: {retcode_name(outcome.retcode)} "
+                f"{outcome.comment}".strip(),
+                payload,
+            )
+            return
+        delay = backoff_seconds(retries_used + 1, self._cfg.backoff_base, self._cfg.backoff_cap)
+        self._transition(_S.PENDING, "SEND_RETRY", {**payload, "retry_in_seconds": delay})
+        self._later(delay, "submit")
+
+    # --- stage 5: monitor ----------------------------------------------------------------
+
+    def _watch(self) -> None:
+        assert self._ticket is not None
+        try:
+            self._tell_broker("watch", self._ticket, self._order_lots, self.actor_ref)
+        except _BrokerGoneError:
+            self._later(self._cfg.reconcile_interval, "reconcile")
+        if self._timeout_handle is None:
+            remaining = max((self._deadline or 0.0) - self._ctx.clock.monotonic(), 0.0)
+            self._timeout_handle = self._later(remaining, "timeout")
+
+    def _on_fill_update(self, finding: OrderFinding) -> None:
+        if self._log is None or finding.ticket != self._ticket:
+            return
+        if self._log.status is _S.UNKNOWN:
+            self._transition(
+                _S.SUBMITTED, "ORDER_FOUND", _finding_payload(finding), order_id=finding.ticket
+            )
+        self._take(finding)
+        if finding.filled_volume >= self._order_lots - _VOLUME_EPS:
+            self._finalize_fills(finding.time_msc)
+            return
+        if not finding.done:
+            if finding.filled_volume > 0:
+                self._journal("PARTIAL_FILL_OBSERVED", _finding_payload(finding))
+            return
+        self._order_closed_short(finding)
+
+    def _order_closed_short(self, finding: OrderFinding) -> None:
+        """The order is done with less than its volume filled."""
+        assert self._request is not None
+        total = round(sum(volume for volume, _ in self._fills), 8)
+        remainder = round(self._request.lots - total, 8)
+        if (
+            self._cfg.partial_policy is PartialFillPolicy.COMPLETE
+            and total > 0
+            and remainder > _VOLUME_EPS
+            and not self._past_deadline()
+            and self._halt_reason is None
+        ):
+            self._journal(
+                "PARTIAL_FILL", {**_finding_payload(finding), "remainder_lots": remainder}
+            )
+            self._prior_fills = self._fills
+            self._current_fills = []
+            self._order_lots = remainder
+            self._ticket = None
+            self._next("submit")
+            return
+        if total > 0:
+            self._finalize_fills(finding.time_msc)
+            return
+        expired = finding.state == _ORDER_STATE_EXPIRED
+        self._finish(
+            _S.EXPIRED if expired else _S.REJECTED,
+            "ORDER_CLOSED_UNFILLED",
+            _finding_payload(finding),
+            reason=_R.ORDER_TIMEOUT if expired else _R.BROKER_REJECTED,
+            details=f"order {finding.ticket} closed with nothing filled (state {finding.state})",
+        )
+
+    def _stage_timeout(self) -> None:
+        if self._log is None or self._log.status not in (_S.SUBMITTED, _S.UNKNOWN):
+            return
+        self._timeout_handle = None
+        if self._ticket is None:
+            return
+        self._remove_and_settle(_R.ORDER_TIMEOUT, f"no fill within {self._cfg.order_timeout} s")
+
+    def _remove_and_settle(self, reason: RejectionReason, details: str) -> None:
+        """Remove the working order, then settle on what actually filled (a fill may race)."""
+        assert self._ticket is not None
+        self._tell_broker_quietly("unwatch", self._ticket)
+        removal = self._ask_broker_quietly("remove_order", self._ticket)
+        self._journal(
+            "ORDER_REMOVE_REQUESTED",
+            _outcome_payload(removal)
+            if isinstance(removal, SendOutcome)
+            else {"error": str(removal)},
+        )
+        finding = self._ask_broker_quietly("query_order", self._ticket, self._order_lots)
+        if isinstance(finding, OrderFinding):
+            self._take(finding)
+        filled = sum(volume for volume, _ in self._fills)
+        if filled >= (self._request.lots if self._request else 0) - _VOLUME_EPS and filled > 0:
+            self._finalize_fills(finding.time_msc if isinstance(finding, OrderFinding) else None)
+        elif filled > 0:
+            self._finalize_fills(None, reason=reason, details=details)
+        else:
+            status = _S.EXPIRED if reason is _R.ORDER_TIMEOUT else _S.REJECTED
+            self._finish(
+                status,
+                "ORDER_EXPIRED" if status is _S.EXPIRED else "ORDER_REMOVED",
+                {},
+                reason=reason,
+                details=details,
+            )
+
+    # --- ambiguous outcomes: reconcile, never resend -------------------------------------
+
+    def _stage_reconcile(self) -> None:
+        assert self._request is not None
+        assert self._log is not None
+        try:
+            if self._ticket:
+                finding: OrderFinding | None = self._ask_broker(
+                    "query_order", self._ticket, self._order_lots
+                )
+                if finding is not None and not finding.found:
+                    finding = None
+            else:
+                finding = self._ask_broker(
+                    "find_order",
+                    client_id=self._request.client_id,
+                    symbol=self._request.symbol,
+                    direction=self._request.direction,
+                    lots=self._order_lots,
+                    since=self._log.submitted_at or self._log.created_at,
+                )
+        except (_BrokerGoneError, pykka.Timeout, ReconciliationError) as exc:
+            self._journal("RECONCILE_DEFERRED", {"error": str(exc)})
+            self._later(self._cfg.reconcile_interval, "reconcile")
+            return
+        if finding is None:
+            waited = self._ctx.clock.monotonic() - (self._sent_at or 0.0)
+            if waited < self._cfg.reconcile_window:
+                self._later(self._cfg.reconcile_interval, "reconcile")
+                return
+            self._finish(
+                _S.REJECTED,
+                "RECONCILED_ABSENT",
+                {"waited_seconds": round(waited, 3)},
+                reason=_R.NOT_SENT,
+                details=f"no order with client id {self._request.client_id} at the terminal "
+                f"after {waited:.1f} s",
+            )
+            return
+        self._ticket = finding.ticket
+        self._journal("RECONCILED_FOUND", _finding_payload(finding))
+        if finding.open or (not finding.done and finding.filled_volume < self._order_lots):
+            self._transition(
+                _S.SUBMITTED, "ORDER_FOUND", _finding_payload(finding), order_id=finding.ticket
+            )
+            self._watch()
+            return
+        self._on_fill_update(finding)
+
+    # --- halt and cancel -----------------------------------------------------------------
+
+    def _on_halt(self, why: str, reason: RejectionReason = _R.TRADING_HALTED) -> None:
+        self._halt_reason = why
+        if self._log is None:
+            return  # the create stage will see the reason at validate
+        status = self._log.status
+        if status is _S.PENDING:
+            return  # the next stage (validate or submit) rejects it before anything is sent
+        if status is _S.SUBMITTED and self._ticket is not None:
+            self._remove_and_settle(reason, why)
+
+    # --- finishing -----------------------------------------------------------------------
+
+    def _finalize_fills(
+        self,
+        broker_time_msc: int | None,
+        reason: RejectionReason | None = None,
+        details: str | None = None,
+    ) -> None:
+        assert self._request is not None
+        assert self._spec is not None
+        filled_lots = round(sum(volume for volume, _ in self._fills), 8)
+        price = sum(volume * px for volume, px in self._fills) / filled_lots
+        pip = pip_size(
+            self._spec.digits, self._spec.point, self._cfg.pip_overrides.get(self._request.symbol)
+        )
+        signed, absolute = slippage_pips(
+            self._request.direction, self._request.intended_price, price, pip
+        )
+        complete = filled_lots >= self._request.lots - _VOLUME_EPS
+        status = _S.FILLED if complete else _S.PARTIALLY_FILLED
+        if not complete and reason is None:
+            details = f"filled {filled_lots} of {self._request.lots} lots"
+        self._finish(
+            status,
+            "EXECUTION_FILLED" if complete else "EXECUTION_PARTIALLY_FILLED",
+            {"fills": [[v, p] for v, p in self._fills], "pip_size": pip},
+            reason=reason,
+            details=details,
+            broker_time_msc=broker_time_msc,
+            executed_lots=filled_lots,
+            executed_units=lots_to_units(filled_lots, self._spec.trade_contract_size),
+            fill_price=round(price, self._spec.digits + 3),
+            slippage_pips=signed,
+            slippage_abs_pips=absolute,
+            filled_at=self._ctx.clock.now(),
+            order_id=self._log.order_id if self._log and self._log.order_id else self._ticket,
+        )
+
+    def _finish_without_send(
+        self, reason: RejectionReason, details: str, payload: dict[str, Any] | None = None
+    ) -> None:
+        if self._fills:
+            self._finalize_fills(None, reason=reason, details=details)
+            return
+        self._finish(
+            _S.REJECTED, "EXECUTION_REJECTED", payload or {}, reason=reason, details=details
+        )
+
+    def _reject(self, reason: RejectionReason, details: str) -> None:
+        self._finish(_S.REJECTED, "EXECUTION_REJECTED", {}, reason=reason, details=details)
+
+    def _finish(
+        self,
+        status: ExecutionStatus,
+        event: str,
+        payload: dict[str, Any],
+        *,
+        reason: RejectionReason | None = None,
+        details: str | None = None,
+        broker_time_msc: int | None = None,
+        **changes: Any,
+    ) -> None:
+        """Commit the final state, then (and only then) answer the caller."""
+        if self._ticket is not None:
+            self._tell_broker_quietly("unwatch", self._ticket)
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        try:
+            self._transition(
+                status,
+                event,
+                {**payload, "reason": reason.value if reason else None, "details": details},
+                broker_time_msc=broker_time_msc,
+                rejection_reason=reason,
+                rejection_details=details,
+                **changes,
+            )
+        except PersistenceError as exc:
+            self._fail(exc)
+            return
+        self._release()
+        self._done = True
+        assert self._log is not None
+        self._ctx.on_final(self._log)
+        self._replied = True
+        self._job.reply.set(self._log.to_confirmation())
+        self.stop()
+
+    def _fail(self, exc: Exception) -> None:
+        """The database could not take a write: answer with the error and stop. The last
+        committed state stands; startup recovery reconciles it with the terminal."""
+        self._release()
+        self._done = True
+        if not self._replied:
+            self._replied = True
+            self._job.reply.set_exception(exc_info=(type(exc), exc, exc.__traceback__))
+        self.stop()
+
+    def _release(self) -> None:
+        self._ctx.margin.release(self._job.execution_id)
+
+    # --- writing -------------------------------------------------------------------------
+
+    def _transition(
+        self,
+        status: ExecutionStatus,
+        event: str,
+        payload: dict[str, Any],
+        broker_time_msc: int | None = None,
+        **changes: Any,
+    ) -> None:
+        assert self._log is not None
+        if status is not self._log.status and not can_transition(self._log.status, status):
+            raise InvalidTransitionError(f"{self._log.status} -> {status} ({event})")
+        self._update(event, payload, broker_time_msc=broker_time_msc, status=status, **changes)
+
+    def _update(
+        self,
+        event: str,
+        payload: dict[str, Any],
+        broker_time_msc: int | None = None,
+        **changes: Any,
+    ) -> None:
+        assert self._log is not None
+        if broker_time_msc is not None:
+            changes.setdefault("broker_time_msc", broker_time_msc)
+        record = self._log.evolve(updated_at=self._ctx.clock.now(), **changes)
+        self._commit(record, event, payload, broker_time_msc=broker_time_msc)
+
+    def _journal(self, event: str, payload: dict[str, Any]) -> None:
+        """An event that changes no state (a broker interaction worth keeping)."""
+        op = WriteOp(
+            execution_id=self._job.execution_id,
+            event_type=event,
+            payload=payload,
+            engine_time_us=utc_micros(self._ctx.clock.now()),
+        )
+        write_and_wait(self._ctx.persistence(), [op], self._cfg.ask_timeout)
+
+    def _commit(
+        self,
+        record: ExecutionLog,
+        event: str,
+        payload: dict[str, Any],
+        *,
+        initial: bool = False,
+        broker_time_msc: int | None = None,
+    ) -> None:
+        op = WriteOp(
+            execution_id=record.execution_id,
+            event_type=event,
+            payload={"status": record.status.value, **payload},
+            engine_time_us=utc_micros(record.updated_at),
+            broker_time_msc=broker_time_msc,
+            projection=record,
+        )
+        write_and_wait(self._ctx.persistence(), [op], self._cfg.ask_timeout)
+        self._log = record
+
+    # --- asking the broker ---------------------------------------------------------------
+
+    def _ask_broker(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            future = getattr(self._ctx.broker(), method)(*args, **kwargs)
+        except pykka.ActorDeadError as exc:
+            raise _BrokerGoneError("the broker actor is not running") from exc
+        try:
+            return future.get(timeout=self._cfg.ask_timeout)
+        except pykka.ActorDeadError as exc:
+            # Pykka answers this only for messages the actor never started to handle.
+            raise _BrokerGoneError(str(exc)) from exc
+
+    def _tell_broker(self, method: str, *args: Any) -> None:
+        self._ask_broker(method, *args)
+
+    def _tell_broker_quietly(self, method: str, *args: Any) -> None:
+        try:
+            getattr(self._ctx.broker(), method)(*args)
+        except pykka.ActorDeadError:
+            log.info("broker gone while calling %s", method)
+
+    def _ask_broker_quietly(self, method: str, *args: Any) -> Any:
+        try:
+            return self._ask_broker(method, *args)
+        except Exception as exc:
+            return exc
+
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and self._ctx.clock.monotonic() >= self._deadline
+
+
+class InvalidTransitionError(Exception):
+    """A status change not in the transition table: a bug, so the actor fails loudly."""
+
+
+def _trade_mode_refusal(spec: SymbolSpec, direction: int) -> str:
+    mode = spec.trade_mode
+    if mode == _TRADE_MODE_DISABLED:
+        return f"trading is disabled for {spec.name}"
+    if mode == _TRADE_MODE_CLOSEONLY:
+        return f"{spec.name} is close-only"
+    if mode == _TRADE_MODE_LONGONLY and direction < 0:
+        return f"{spec.name} allows buys only"
+    if mode == _TRADE_MODE_SHORTONLY and direction > 0:
+        return f"{spec.name} allows sells only"
+    return ""
+
+
+def _outcome_payload(outcome: SendOutcome) -> dict[str, Any]:
+    return {
+        "retcode": outcome.retcode,
+        "retcode_name": retcode_name(outcome.retcode),
+        "class": outcome.klass.value,
+        "order": outcome.order,
+        "deal": outcome.deal,
+        "volume": outcome.volume,
+        "price": outcome.price,
+        "bid": outcome.bid,
+        "ask": outcome.ask,
+        "comment": outcome.comment,
+        "request_id": outcome.request_id,
+        "last_error": list(outcome.last_error) if outcome.last_error else None,
+        "request": outcome.request,
+    }
+
+
+def _finding_payload(finding: OrderFinding) -> dict[str, Any]:
+    return {
+        "ticket": finding.ticket,
+        "open": finding.open,
+        "state": finding.state,
+        "filled_volume": finding.filled_volume,
+        "vwap": finding.vwap,
+        "deals": [[d.ticket, d.volume, d.price] for d in finding.deals],
+    }
+
+
+__all__ = ["OrderActor", "OrderConfig", "OrderContext", "PersistenceUnavailableError"]

@@ -1,0 +1,209 @@
+"""The `execution-engine` command line.
+
+Every command has `--help`; errors are one clear line on stderr and a non-zero exit, never a
+traceback. Commands import what they need lazily, so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from core.errors import ExecutionEngineError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _database_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="SQLAlchemy URL of the store (default: DATABASE_URL or POSTGRES_URL, "
+        "else execution_engine.db in the working directory)",
+    )
+
+
+def _resolve_database_url(args: argparse.Namespace) -> str:
+    from core.settings import load_settings
+    from storage.db import default_sqlite_url
+
+    if args.database_url:
+        return str(args.database_url)
+    return load_settings().database_url or default_sqlite_url()
+
+
+def _cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from storage.db import redact_url
+    from storage.migrate import current_revision, upgrade
+
+    url = _resolve_database_url(args)
+    upgrade(url)
+    print(f"database {redact_url(url)} is at revision {current_revision(url)}")
+    return EXIT_OK
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from storage.db import create_db_engine, redact_url
+    from storage.journal import verify_chain
+
+    url = _resolve_database_url(args)
+    engine = create_db_engine(url)
+    try:
+        report = verify_chain(engine)
+    finally:
+        engine.dispose()
+    if report.ok:
+        print(f"audit chain of {redact_url(url)} verified: {report.rows_checked} rows intact")
+        return EXIT_OK
+    print(
+        f"audit chain BROKEN at sequence {report.first_broken_sequence}: {report.reason} "
+        f"({report.rows_checked} rows checked before it)",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
+
+
+def _cmd_execute(args: argparse.Namespace) -> int:
+    from actors.facade import create_execution_engine
+
+    source: TextIO = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+    with source:
+        try:
+            message = json.load(source)
+        except json.JSONDecodeError as exc:
+            raise ExecutionEngineError(f"{args.file}: not valid JSON ({exc})") from exc
+    url = args.database_url or None
+    with create_execution_engine(database_url=url) as engine:
+        confirmation = engine.execute(message, timeout=args.timeout)
+    print(confirmation.model_dump_json(indent=2))
+    return EXIT_OK
+
+
+def _cmd_simulator_serve(args: argparse.Namespace) -> int:
+    from terminals.sim_server import serve
+
+    serve(
+        host=args.host,
+        port=args.port,
+        seed=args.seed,
+        order_send_ms=args.order_send_ms,
+        ipc_ms=args.ipc_ms,
+        ready=lambda port: print(
+            f"simulated MT5 terminal serving rpyc classic on {args.host}:{port}", flush=True
+        ),
+    )
+    return EXIT_OK
+
+
+def _add_commands(sub: Any) -> None:
+    db = sub.add_parser("db", help="database schema commands")
+    db_sub = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
+    up = db_sub.add_parser(
+        "upgrade",
+        help="apply every Alembic migration (safe to run again)",
+        description="Create or upgrade the schema of the store to the latest revision.",
+    )
+    _database_option(up)
+    up.set_defaults(handler=_cmd_db_upgrade)
+
+    audit = sub.add_parser("audit", help="audit trail commands")
+    audit_sub = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
+    verify = audit_sub.add_parser(
+        "verify",
+        help="walk the journal's hash chain and name the first broken row",
+        description="Recompute every journal row's SHA-256 chain. Exit 0 when intact, "
+        "1 naming the first broken sequence otherwise.",
+    )
+    _database_option(verify)
+    verify.set_defaults(handler=_cmd_audit_verify)
+
+    execute = sub.add_parser(
+        "execute",
+        help="execute one RPM message (JSON) and print the confirmation",
+        description="Read one RPM message as JSON from FILE (or - for stdin), run it through "
+        "the engine configured by the environment, print the confirmation as JSON.",
+    )
+    execute.add_argument("file", metavar="FILE|-", help="RPM message as JSON, or - for stdin")
+    execute.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds to wait for the final state (default: derived from "
+        "ORDER_TIMEOUT_SECONDS and the retry settings)",
+    )
+    _database_option(execute)
+    execute.set_defaults(handler=_cmd_execute)
+
+    sim = sub.add_parser("simulator", help="the simulated MT5 terminal")
+    sim_sub = sim.add_subparsers(dest="simulator_command", metavar="COMMAND", required=True)
+    sim_serve = sim_sub.add_parser(
+        "serve",
+        help="serve the simulated terminal over rpyc (classic protocol)",
+        description="Serve a SimulatedTerminal in this process over the rpyc classic protocol, "
+        "the same protocol a MetaTrader5 under Wine speaks through mt5linux. Listens on "
+        "127.0.0.1 only: the classic protocol runs arbitrary code. Its fault injection is "
+        "reachable through the bridge client.",
+    )
+    sim_serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        choices=["127.0.0.1", "localhost"],
+        help="address to listen on (loopback only; default 127.0.0.1)",
+    )
+    sim_serve.add_argument(
+        "--port",
+        type=int,
+        default=18812,
+        help="TCP port (default 18812, mt5linux's; 0 picks a free port)",
+    )
+    sim_serve.add_argument("--seed", type=int, default=0, help="seed of the simulated market")
+    sim_serve.add_argument(
+        "--order-send-ms",
+        type=float,
+        default=0.0,
+        help="latency of order_send/order_check, in ms (default 0)",
+    )
+    sim_serve.add_argument(
+        "--ipc-ms", type=float, default=0.0, help="latency of every other call, in ms (default 0)"
+    )
+    sim_serve.set_defaults(handler=_cmd_simulator_serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="execution-engine",
+        description="Trade execution engine for MetaTrader 5: validates RPM-approved trades, "
+        "submits exactly the approved size, watches fills, measures slippage and keeps a "
+        "tamper-evident audit trail.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except ExecutionEngineError as exc:
+        print(f"execution-engine: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (OSError, ValueError) as exc:
+        print(f"execution-engine: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
