@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,6 +30,7 @@ from actors.messages import (
     SendOutcome,
     SymbolSpec,
 )
+from actors.metrics import EngineMetrics
 from core.clock import Clock
 from core.enums import RetcodeClass
 from core.errors import ReconciliationError
@@ -108,9 +110,16 @@ class BrokerActor(pykka.ThreadingActor):
     use_daemon_thread = True
 
     def __init__(
-        self, terminal: Any, config: BrokerConfig, clock: Clock, scheduler: Scheduler
+        self,
+        terminal: Any,
+        config: BrokerConfig,
+        clock: Clock,
+        scheduler: Scheduler,
+        metrics: EngineMetrics | None = None,
     ) -> None:
         super().__init__()
+        self._metrics = metrics
+        self._pending_error: tuple[int, str] | None = None
         self._t = terminal
         self._config = config
         self._clock = clock
@@ -174,9 +183,33 @@ class BrokerActor(pykka.ThreadingActor):
 
     def _call_raw(self, name: str, *args: Any, **kwargs: Any) -> Any:
         self.calls[name] = self.calls.get(name, 0) + 1
-        return getattr(self._t, name)(*args, **kwargs)
+        self._pending_error = None
+        started = time.perf_counter()
+        try:
+            result = getattr(self._t, name)(*args, **kwargs)
+        except Exception:
+            self._report(name, "exception", started)
+            raise
+        if result is None:
+            # last_error() explains this call only if read before the next call.
+            self._pending_error = self._read_last_error()
+            outcome = "ipc_error" if self._pending_error[0] in _IPC_ERRORS else "none"
+        else:
+            outcome = "ok"
+        self._report(name, outcome, started)
+        return result
+
+    def _report(self, name: str, outcome: str, started: float) -> None:
+        if self._metrics is not None:
+            self._metrics.terminal_call(name, outcome, time.perf_counter() - started)
 
     def _last_error(self) -> tuple[int, str]:
+        if self._pending_error is not None:
+            error, self._pending_error = self._pending_error, None
+            return error
+        return self._read_last_error()
+
+    def _read_last_error(self) -> tuple[int, str]:
         try:
             code, text = self._t.last_error()
             return int(code), str(text)

@@ -25,6 +25,7 @@ from actors._scheduler import Scheduler
 from actors._shared import MarginBook, TradingSwitch
 from actors.broker import BrokerActor, BrokerConfig
 from actors.messages import Halt, NewExecution
+from actors.metrics import EngineMetrics
 from actors.order import OrderActor, OrderConfig, OrderContext
 from actors.persistence import PersistenceActor, write_and_wait
 from core.clock import Clock, SystemClock, utc_micros
@@ -75,8 +76,10 @@ class ExecutionFacade:
         *,
         clock: Clock | None = None,
         ids: IdSource | None = None,
+        metrics: EngineMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else EngineMetrics()
         self.terminal = terminal
         self.database_url = database_url
         self._clock = clock or SystemClock()
@@ -99,11 +102,14 @@ class ExecutionFacade:
         self.margin = MarginBook()
         db = self._db
         self.persistence: pykka.ActorRef[Any] = PersistenceActor.start(
-            lambda: JournalWriter(db), max_batch=settings.group_commit_max
+            lambda: JournalWriter(db),
+            max_batch=settings.group_commit_max,
+            on_commit=self.metrics.db_written,
         )
         self.broker: pykka.ActorRef[Any] = BrokerActor.start(
-            terminal, self._broker_config(), self._clock, self.scheduler
+            terminal, self._broker_config(), self._clock, self.scheduler, self.metrics
         )
+        self.metrics.bind_gauges(lambda: self.switch.halted, self.in_flight)
         self._broker_proxy = self.broker.proxy()
         self._broker_proxy.set_halted(self.switch.halted).get()
         self._order_config = self._make_order_config()
@@ -225,9 +231,11 @@ class ExecutionFacade:
             switch=self.switch,
             margin=self.margin,
             on_final=self._on_final,
+            metrics=self.metrics,
         )
 
     def _on_final(self, record: ExecutionLog) -> None:
+        self.metrics.execution_final(record)
         with self._lock:
             self._in_flight.pop(record.execution_id, None)
             # Keep a bounded memory of finished decisions; older repeats hit the database.
@@ -360,6 +368,7 @@ def create_execution_engine(
     *,
     clock: Clock | None = None,
     ids: IdSource | None = None,
+    metrics: EngineMetrics | None = None,
 ) -> ExecutionFacade:
     """Start an engine: `terminal` is any object with the MetaTrader5 API (default: a
     `SimulatedTerminal`); `database_url` defaults to a SQLite file in the working directory."""
@@ -369,4 +378,4 @@ def create_execution_engine(
 
         terminal = terminal_from_settings(settings)
     url = database_url or settings.database_url or default_sqlite_url()
-    return ExecutionFacade(terminal, url, settings, clock=clock, ids=ids)
+    return ExecutionFacade(terminal, url, settings, clock=clock, ids=ids, metrics=metrics)

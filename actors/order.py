@@ -29,6 +29,7 @@ from actors.messages import (
     SendOutcome,
     SymbolSpec,
 )
+from actors.metrics import EngineMetrics
 from actors.persistence import write_and_wait
 from core.clock import Clock, utc_micros
 from core.enums import (
@@ -109,6 +110,7 @@ class OrderContext:
     switch: TradingSwitch
     margin: MarginBook
     on_final: Callable[[ExecutionLog], None]
+    metrics: EngineMetrics | None = None
 
 
 class _BrokerGoneError(Exception):
@@ -138,6 +140,8 @@ class OrderActor(pykka.ThreadingActor):
         self._timeout_handle: Handle | None = None
         self._halt_reason: str | None = None
         self._done = False
+        self._born = ctx.clock.monotonic()
+        """About when submit() was called: the start of the submit-to-send latency."""
 
     # --- the doors ----------------------------------------------------------------------
 
@@ -357,6 +361,8 @@ class OrderActor(pykka.ThreadingActor):
             self._fail(exc)
             return
         self._sent_at = self._ctx.clock.monotonic()
+        if self._ctx.metrics is not None and self._log.attempts == 1:
+            self._ctx.metrics.submitted(self._sent_at - self._born)
         outcome = self._place(request)
         self._on_outcome(outcome)
 
@@ -427,6 +433,8 @@ class OrderActor(pykka.ThreadingActor):
             )
             return
         delay = backoff_seconds(retries_used + 1, self._cfg.backoff_base, self._cfg.backoff_cap)
+        if self._ctx.metrics is not None:
+            self._ctx.metrics.retry(outcome.retcode)
         self._transition(_S.PENDING, "SEND_RETRY", {**payload, "retry_in_seconds": delay})
         self._later(delay, "submit")
 

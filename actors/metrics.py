@@ -1,0 +1,240 @@
+"""The engine's own Prometheus metrics (a registry per engine, never the global one).
+
+Actors report through this object; `/metrics` serves `registry` as Prometheus text, and
+`summary()` gives the seeds' monitoring figures as JSON (success rate, slippage, rates of
+partial fills, timeouts, network errors, broker rejections and system errors, latencies).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from core.enums import ExecutionStatus, RejectionReason
+from core.models import ExecutionLog
+
+_LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+)
+_SLIPPAGE_BUCKETS = (-10, -5, -2, -1, -0.5, 0, 0.5, 1, 2, 5, 10, 20)
+_WINDOW = 10_000
+"""Recent observations kept for the JSON summary's averages and percentiles."""
+
+# Outcomes of terminal calls that mean the link (not the market) failed.
+NETWORK_OUTCOMES = frozenset({"ipc_error", "exception"})
+_SYSTEM_REASONS = frozenset({RejectionReason.INTERNAL_ERROR})
+_BROKER_REASONS = frozenset({RejectionReason.BROKER_REJECTED, RejectionReason.RETRIES_EXHAUSTED})
+
+
+class EngineMetrics:
+    """Counters, histograms and gauges of one engine; thread-safe (prometheus_client is)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.executions = Counter(
+            "ee_executions",
+            "Executions that reached a final state.",
+            ["status", "reason"],
+            registry=r,
+        )
+        self.slippage = Histogram(
+            "ee_slippage_pips",
+            "Signed slippage of filled executions (positive = adverse).",
+            buckets=_SLIPPAGE_BUCKETS,
+            registry=r,
+        )
+        self.terminal_calls = Counter(
+            "ee_terminal_calls",
+            "Calls to the terminal by function and outcome.",
+            ["function", "outcome"],
+            registry=r,
+        )
+        self.terminal_seconds = Histogram(
+            "ee_terminal_call_seconds",
+            "Duration of terminal calls.",
+            ["function"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.submit_latency = Histogram(
+            "ee_submit_to_send_seconds",
+            "From submit() to the start of the first order_send.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.fill_time = Histogram(
+            "ee_fill_seconds",
+            "From the first order_send to the final fill.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.db_write = Histogram(
+            "ee_db_write_seconds",
+            "Duration of one group-commit transaction.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.api_seconds = Histogram(
+            "ee_api_request_seconds",
+            "HTTP request duration by route.",
+            ["route", "method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.retries = Counter(
+            "ee_send_retries",
+            "Re-sends after a clean (retryable) rejection.",
+            ["retcode"],
+            registry=r,
+        )
+        self.restarts = Counter(
+            "ee_actor_restarts", "Actor restarts by the supervisor.", ["actor"], registry=r
+        )
+        self.trading_halted = Gauge(
+            "ee_trading_halted", "1 when the kill switch is engaged.", registry=r
+        )
+        self.in_flight = Gauge(
+            "ee_executions_in_flight", "Executions not yet final in this process.", registry=r
+        )
+        self._halted_fn: Callable[[], bool] = lambda: False
+        self._in_flight_fn: Callable[[], int] = lambda: 0
+        self._lock = threading.Lock()
+        self._finals: deque[tuple[str, str]] = deque(maxlen=_WINDOW)
+        self._slips: deque[float] = deque(maxlen=_WINDOW)
+        self._calls: deque[str] = deque(maxlen=_WINDOW)
+        self._latencies: dict[str, deque[float]] = {
+            "submit_to_send": deque(maxlen=_WINDOW),
+            "order_send": deque(maxlen=_WINDOW),
+            "fill": deque(maxlen=_WINDOW),
+            "db_write": deque(maxlen=_WINDOW),
+            "api": deque(maxlen=_WINDOW),
+        }
+
+    # --- reporting hooks ----------------------------------------------------------------
+
+    def terminal_call(self, function: str, outcome: str, seconds: float) -> None:
+        self.terminal_calls.labels(function, outcome).inc()
+        self.terminal_seconds.labels(function).observe(seconds)
+        with self._lock:
+            self._calls.append(outcome)
+            if function == "order_send":
+                self._latencies["order_send"].append(seconds)
+
+    def execution_final(self, record: ExecutionLog) -> None:
+        reason = record.rejection_reason.value if record.rejection_reason else ""
+        self.executions.labels(record.status.value, reason).inc()
+        with self._lock:
+            self._finals.append((record.status.value, reason))
+            if record.slippage_pips is not None:
+                self._slips.append(record.slippage_pips)
+        if record.slippage_pips is not None:
+            self.slippage.observe(record.slippage_pips)
+        if record.submitted_at is not None and record.filled_at is not None:
+            self._observe("fill", (record.filled_at - record.submitted_at).total_seconds())
+
+    def submitted(self, seconds: float) -> None:
+        self._observe("submit_to_send", seconds)
+
+    def retry(self, retcode: int | None) -> None:
+        self.retries.labels(str(retcode)).inc()
+
+    def db_written(self, ops: int, seconds: float) -> None:
+        del ops
+        self._observe("db_write", seconds)
+
+    def api_request(self, route: str, method: str, seconds: float) -> None:
+        self.api_seconds.labels(route, method).observe(seconds)
+        with self._lock:
+            self._latencies["api"].append(seconds)
+
+    def restarted(self, actor: str) -> None:
+        self.restarts.labels(actor).inc()
+
+    def bind_gauges(self, halted: Callable[[], bool], in_flight: Callable[[], int]) -> None:
+        self._halted_fn = halted
+        self._in_flight_fn = in_flight
+        self.trading_halted.set_function(lambda: 1.0 if halted() else 0.0)
+        self.in_flight.set_function(lambda: float(in_flight()))
+
+    def _observe(self, name: str, seconds: float) -> None:
+        histogram = {
+            "submit_to_send": self.submit_latency,
+            "fill": self.fill_time,
+            "db_write": self.db_write,
+        }[name]
+        histogram.observe(seconds)
+        with self._lock:
+            self._latencies[name].append(seconds)
+
+    # --- the JSON summary ---------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            finals = list(self._finals)
+            slips = list(self._slips)
+            calls = list(self._calls)
+            latencies = {name: list(values) for name, values in self._latencies.items()}
+        total = len(finals)
+
+        def rate(predicate: Callable[[str, str], bool]) -> float | None:
+            return sum(1 for s, r in finals if predicate(s, r)) / total if total else None
+
+        network = sum(1 for outcome in calls if outcome in NETWORK_OUTCOMES)
+        return {
+            "executions": total,
+            "success_rate": rate(lambda s, _: s == ExecutionStatus.FILLED.value),
+            "partial_fill_rate": rate(lambda s, _: s == ExecutionStatus.PARTIALLY_FILLED.value),
+            "timeout_rate": rate(lambda _, r: r == RejectionReason.ORDER_TIMEOUT.value),
+            "broker_rejection_rate": rate(lambda _, r: r in {x.value for x in _BROKER_REASONS}),
+            "system_error_rate": rate(lambda _, r: r in {x.value for x in _SYSTEM_REASONS}),
+            "network_error_rate": network / len(calls) if calls else None,
+            "slippage_pips": {
+                "average": sum(slips) / len(slips) if slips else None,
+                "average_abs": sum(abs(x) for x in slips) / len(slips) if slips else None,
+                "p95": _percentile(slips, 0.95),
+            },
+            "latency_ms": {name: _latency_summary(values) for name, values in latencies.items()},
+            "trading_halted": self._halted_fn(),
+            "executions_in_flight": self._in_flight_fn(),
+        }
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(int(q * len(ordered)), len(ordered) - 1)
+    return ordered[index]
+
+
+def _latency_summary(values: list[float]) -> dict[str, float | None]:
+    return {
+        "count": float(len(values)),
+        "p50": _ms(_percentile(values, 0.5)),
+        "p95": _ms(_percentile(values, 0.95)),
+        "mean": _ms(sum(values) / len(values)) if values else None,
+    }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000.0, 3)
