@@ -44,12 +44,16 @@ def create_db_engine(url: str) -> Engine:
     PostgreSQL: a small pool with pre-ping, so a connection dropped by a server restart is
     replaced instead of failing the next write.
     """
-    backend = make_url(url).get_backend_name()
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
     if backend == "sqlite":
         return _sqlite_engine(url)
     if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; psycopg2 is what we ship.
+            parsed = parsed.set(drivername="postgresql+psycopg2")
         return create_engine(
-            url,
+            parsed,
             pool_size=5,
             max_overflow=10,
             pool_pre_ping=True,

@@ -80,3 +80,11 @@ def test_redact_url_hides_the_password() -> None:
 def test_unsupported_database_is_refused() -> None:
     with pytest.raises(ValueError, match="unsupported database"):
         create_db_engine("mysql://user:pw@localhost/engine")
+
+
+def test_a_bare_postgresql_url_uses_psycopg2() -> None:
+    engine = create_db_engine("postgresql://postgres@127.0.0.1:5432/postgres")
+    try:
+        assert engine.dialect.driver == "psycopg2"
+    finally:
+        engine.dispose()
