@@ -29,9 +29,11 @@ class WindowCache(Generic[K, V]):
         self._monotonic = monotonic
         self._slots: dict[K, _Slot[V]] = {}
 
-    def get(self, key: K) -> V | None:
+    def get(self, key: K, window: float | None = None) -> V | None:
+        """The value if stored at most `window` (default: the cache's own) seconds ago."""
         slot = self._slots.get(key)
-        if slot is None or self._monotonic() - slot.stored_at > self._window:
+        limit = self._window if window is None else window
+        if slot is None or self._monotonic() - slot.stored_at > limit:
             return None
         return slot.value
 

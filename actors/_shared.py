@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
 
 
 class TradingSwitch:
-    """The engine-wide kill switch as OrderActors see it: read often, changed rarely.
+    """The engine-wide kill switch: read often, changed rarely, and the gate of `order_send`.
 
-    The Supervisor (through the facade) is the only writer; OrderActors read it between
-    stages, and the BrokerActor keeps its own copy so that no `order_send` starts once a
-    halt has returned.
+    The Supervisor is the only writer. OrderActors read `halted` between stages; the
+    BrokerActor sends only inside `sending()`, which checks the flag under the gate lock.
+    `set(True)` writes the flag first, then takes the same lock, so when it returns every
+    `order_send` has either finished or will see the halt: a send already queued in the
+    broker's inbox cannot overtake a halt.
     """
 
     def __init__(self, halted: bool = False, reason: str = "") -> None:
         self._lock = threading.Lock()
+        self._gate = threading.Lock()
         self._halted = halted
         self._reason = reason
 
@@ -30,10 +34,24 @@ class TradingSwitch:
     def reason(self) -> str:
         return self._reason
 
-    def set(self, halted: bool, reason: str = "") -> None:
+    def set(self, halted: bool, reason: str = "", wait: float = 30.0) -> bool:
+        """Change the state. A halt then waits up to `wait` seconds for an `order_send` in
+        progress to return; False when one was still running (it started before the halt)."""
         with self._lock:
             self._halted = halted
             self._reason = reason
+        if not halted:
+            return True
+        if self._gate.acquire(timeout=wait):
+            self._gate.release()
+            return True
+        return False
+
+    @contextmanager
+    def sending(self) -> Iterator[bool]:
+        """Hold the gate around one `order_send`; yields False (send nothing) when halted."""
+        with self._gate:
+            yield not self._halted
 
 
 class MarginBook:

@@ -21,6 +21,7 @@ import pykka
 
 from actors._broker_cache import TickAges, WindowCache
 from actors._scheduler import Handle, Scheduler
+from actors._shared import TradingSwitch
 from actors.messages import (
     Deal,
     FillUpdate,
@@ -61,6 +62,8 @@ _WORKING_STATES = frozenset(
     }
 )
 _VOLUME_EPS = 1e-9
+# SYMBOL_TRADE_EXECUTION_REQUEST and _INSTANT: the server checks the request price.
+_PRICE_CHECKED_EXEMODES = frozenset({0, 1})
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,10 @@ class BrokerConfig:
     client_id_prefix: start of our order comments; a fallback match never takes an order
         that still carries another execution's client id.
     tick_window / account_window / margin_window: coalescing windows in seconds.
+    send_quote_window: how old a cached quote may be to price a send on a Market or
+        Exchange execution symbol, where the server fills at its own price and the request
+        price is not checked (Instant and Request execution always use `tick_window`).
+        Under load this spares most sends a tick read of their own.
     market_closed_backoff: how long a 10018 keeps a symbol marked closed before it is probed again.
     poll_interval: seconds between passes of the shared poll.
     login/password/server/path: passed to `initialize`; the password is never logged.
@@ -81,6 +88,7 @@ class BrokerConfig:
     tick_window: float = 0.05
     account_window: float = 0.25
     margin_window: float = 1.0
+    send_quote_window: float = 0.5
     market_closed_backoff: float = 60.0
     poll_interval: float = 0.1
     login: int | None = None
@@ -116,9 +124,12 @@ class BrokerActor(pykka.ThreadingActor):
         clock: Clock,
         scheduler: Scheduler,
         metrics: EngineMetrics | None = None,
+        switch: TradingSwitch | None = None,
     ) -> None:
         super().__init__()
         self._metrics = metrics
+        self._switch = switch
+        """The shared kill switch, checked under its gate right before every order_send."""
         self._pending_error: tuple[int, str] | None = None
         self._t = terminal
         self._config = config
@@ -315,8 +326,8 @@ class BrokerActor(pykka.ThreadingActor):
         self._specs[symbol] = spec
         return spec, ""
 
-    def _quote(self, symbol: str) -> Quote | None:
-        tick = self._ticks.get(symbol)
+    def _quote(self, symbol: str, window: float | None = None) -> Quote | None:
+        tick = self._ticks.get(symbol, window)
         if tick is None:
             tick, _ = self._info("symbol_info_tick", symbol)
             if tick is None:
@@ -377,6 +388,11 @@ class BrokerActor(pykka.ThreadingActor):
 
     # --- trading ------------------------------------------------------------------------
 
+    def symbol_spec(self, symbol: str) -> SymbolSpec | None:
+        """The static part of `symbol_info` (cached); None when the terminal cannot say."""
+        spec, _ = self._spec(symbol)
+        return spec
+
     def set_halted(self, halted: bool) -> None:
         """After this returns, no `order_send` for a new position starts (the kill switch)."""
         self._halted = halted
@@ -388,7 +404,7 @@ class BrokerActor(pykka.ThreadingActor):
         self, request: ExecutionRequest, filling_exclude: Collection[int] = ()
     ) -> SendOutcome:
         """One market order; retried once here only on INVALID_FILL, with the next mode."""
-        if self._halted:
+        if self._halted or (self._switch is not None and self._switch.halted):
             return SendOutcome(klass=RetcodeClass.FINAL, retcode=None, halted=True)
         spec = self._specs.get(request.symbol)
         if spec is None:
@@ -418,12 +434,13 @@ class BrokerActor(pykka.ThreadingActor):
                 comment=f"no filling mode allowed for {spec.name} "
                 f"(filling_mode={spec.filling_mode}, trade_exemode={spec.trade_exemode})",
             )
+        # The quote first: refreshing it can find the link dead, and then nothing may be sent.
+        quote = self._quote(request.symbol, self._send_quote_window(spec))
         if not self._connected and not self._connect():
             # Nothing left this process: the link was down before the send.
             return SendOutcome(
                 klass=RetcodeClass.RETRY, retcode=None, last_error=self._last_error()
             )
-        quote = self._quote(request.symbol)
         price = 0.0
         if quote is not None:
             price = quote.ask if request.direction > 0 else quote.bid
@@ -439,7 +456,19 @@ class BrokerActor(pykka.ThreadingActor):
             "type_time": self._t.ORDER_TIME_GTC,
             "type_filling": int(filling),
         }
-        return self._send(order_request)
+        if self._switch is None:
+            return self._send(order_request)
+        # The kill switch is checked last, under its gate: a halt that returned before this
+        # point is seen here, and a halt that comes later waits for this send to return.
+        with self._switch.sending() as allowed:
+            if not allowed:
+                return SendOutcome(klass=RetcodeClass.FINAL, retcode=None, halted=True)
+            return self._send(order_request)
+
+    def _send_quote_window(self, spec: SymbolSpec) -> float:
+        if spec.trade_exemode in _PRICE_CHECKED_EXEMODES:
+            return self._config.tick_window
+        return max(self._config.tick_window, self._config.send_quote_window)
 
     def _send(self, order_request: dict[str, Any]) -> SendOutcome:
         try:

@@ -1,9 +1,11 @@
 """ExecutionFacade: what the RPM holds.
 
-`create_execution_engine()` starts the actors and returns the facade; `execute()` blocks for
+`create_execution_engine()` starts the engine and returns the facade; `execute()` blocks for
 the confirmation, `submit()` returns a future. Idempotency is on the RPM decision id: a
 repeat returns the same execution and sends nothing; the same id with another payload is an
-`IdempotencyConflictError`. Reads go straight to storage.
+`IdempotencyConflictError`. Reads go straight to storage. The actors' lifecycle, crash
+recovery (before any work is accepted) and the kill switch belong to `facade.supervisor`
+(`actors.supervisor`); `halt`, `resume`, `trading_state` and `health` delegate to it.
 """
 
 from __future__ import annotations
@@ -22,14 +24,16 @@ import pykka
 from pydantic import ValidationError
 
 from actors._scheduler import Scheduler
-from actors._shared import MarginBook, TradingSwitch
-from actors.broker import BrokerActor, BrokerConfig
-from actors.messages import Halt, NewExecution
+from actors._shared import MarginBook
+from actors.broker import BrokerConfig
+from actors.messages import NewExecution
 from actors.metrics import EngineMetrics
-from actors.order import OrderActor, OrderConfig, OrderContext
-from actors.persistence import PersistenceActor, write_and_wait
-from core.clock import Clock, SystemClock, utc_micros
-from core.enums import ExecutionStatus, TradingState
+from actors.order import OrderConfig, OrderContext
+from actors.persistence import StoredDecisions
+from actors.recovery import RecoveryReport
+from actors.supervisor import Supervisor
+from core.clock import Clock, SystemClock
+from core.enums import ExecutionStatus
 from core.errors import (
     EngineStoppedError,
     ExecutionNotFoundError,
@@ -43,7 +47,6 @@ from core.settings import Settings, load_settings
 from storage.db import create_db_engine, default_sqlite_url
 from storage.migrate import upgrade
 from storage.repository import Repository
-from storage.writer import JournalWriter, WriteOp
 
 log = logging.getLogger(__name__)
 
@@ -86,33 +89,48 @@ class ExecutionFacade:
         self._ids = ids or UuidIds()
         self._lock = threading.Lock()
         self._claims: OrderedDict[str, _Claim] = OrderedDict()
-        self._in_flight: dict[str, pykka.ActorRef[Any]] = {}
         self._stopped = False
         self._version = engine_version()
 
         upgrade(database_url)
         self._db = create_db_engine(database_url)
         self.repository = Repository(self._db)
+        self._stored = StoredDecisions(self._db, self.repository)
         self.scheduler = Scheduler(self._clock.monotonic)
-        state = self.repository.trading_state()
-        self.switch = TradingSwitch(
-            halted=state is not None and state.state == TradingState.HALTED.value,
-            reason=state.reason if state is not None else "",
-        )
         self.margin = MarginBook()
-        db = self._db
-        self.persistence: pykka.ActorRef[Any] = PersistenceActor.start(
-            lambda: JournalWriter(db),
-            max_batch=settings.group_commit_max,
-            on_commit=self.metrics.db_written,
+        # The Supervisor owns the actors and the kill switch: it starts the Persistence and
+        # Broker actors, reconciles what a previous run left unfinished, and only then
+        # lets trading become ACTIVE (or keeps it HALTED). No work is accepted before.
+        self.supervisor = Supervisor(
+            terminal=terminal,
+            db=self._db,
+            repository=self.repository,
+            settings=settings,
+            broker_config=self._broker_config(),
+            clock=self._clock,
+            scheduler=self.scheduler,
+            metrics=self.metrics,
         )
-        self.broker: pykka.ActorRef[Any] = BrokerActor.start(
-            terminal, self._broker_config(), self._clock, self.scheduler, self.metrics
-        )
-        self.metrics.bind_gauges(lambda: self.switch.halted, self.in_flight)
-        self._broker_proxy = self.broker.proxy()
-        self._broker_proxy.set_halted(self.switch.halted).get()
+        self.switch = self.supervisor.switch
         self._order_config = self._make_order_config()
+        self.metrics.bind_gauges(lambda: self.switch.halted, self.in_flight)
+        try:
+            self.recovery: RecoveryReport = self.supervisor.start()
+        except BaseException:
+            self.supervisor.stop()
+            self.scheduler.stop()
+            self._db.dispose()
+            raise
+
+    @property
+    def broker(self) -> pykka.ActorRef[Any]:
+        """The current BrokerActor (the Supervisor may have restarted it)."""
+        return self.supervisor.broker_proxy().actor_ref  # type: ignore[no-any-return]
+
+    @property
+    def persistence(self) -> pykka.ActorRef[Any]:
+        """The current PersistenceActor (the Supervisor may have restarted it)."""
+        return self.supervisor.persistence_ref()
 
     # --- configuration ------------------------------------------------------------------
 
@@ -165,7 +183,7 @@ class ExecutionFacade:
             if known is not None:
                 return known
         # Previous runs are in the database; look outside the lock so submits stay parallel.
-        stored = self.repository.get_by_decision_id(decision_id)
+        stored = self._stored.get(decision_id)
         with self._lock:
             self._check_running()
             known = self._known(decision_id, fingerprint)
@@ -184,7 +202,7 @@ class ExecutionFacade:
                 fingerprint=fingerprint,
                 reply=future,
             )
-            self._in_flight[execution_id] = OrderActor.start(job, self._order_context())
+            self.supervisor.start_order(job, self._order_context())
         return future
 
     def execute(
@@ -207,6 +225,11 @@ class ExecutionFacade:
             return None
         if claim.fingerprint != fingerprint:
             raise IdempotencyConflictError(decision_id=decision_id, execution_id=claim.execution_id)
+        if _failed(claim.future) and not self.supervisor.is_live(claim.execution_id):
+            # That attempt died (e.g. the database refused its write): what the database
+            # holds decides now, and a decision it never stored may be executed again.
+            del self._claims[decision_id]
+            return None
         self._claims.move_to_end(decision_id)
         return claim.future
 
@@ -223,8 +246,8 @@ class ExecutionFacade:
 
     def _order_context(self) -> OrderContext:
         return OrderContext(
-            broker=lambda: self._broker_proxy,
-            persistence=lambda: self.persistence,
+            broker=self.supervisor.broker_proxy,
+            persistence=self.supervisor.persistence_ref,
             config=self._order_config,
             clock=self._clock,
             scheduler=self.scheduler,
@@ -236,12 +259,12 @@ class ExecutionFacade:
 
     def _on_final(self, record: ExecutionLog) -> None:
         self.metrics.execution_final(record)
+        self.supervisor.order_finished(record.execution_id)
         with self._lock:
-            self._in_flight.pop(record.execution_id, None)
             # Keep a bounded memory of finished decisions; older repeats hit the database.
             while len(self._claims) > _RECENT_DECISIONS:
                 oldest = next(iter(self._claims))
-                if self._claims[oldest].execution_id in self._in_flight:
+                if self.supervisor.is_live(self._claims[oldest].execution_id):
                     break
                 self._claims.popitem(last=False)
 
@@ -250,8 +273,7 @@ class ExecutionFacade:
             raise EngineStoppedError("the execution engine is stopped")
 
     def in_flight(self) -> int:
-        with self._lock:
-            return len(self._in_flight)
+        return self.supervisor.in_flight()
 
     # --- reads --------------------------------------------------------------------------
 
@@ -280,37 +302,22 @@ class ExecutionFacade:
     # --- the kill switch ----------------------------------------------------------------
 
     def trading_state(self) -> TradingStateRecord | None:
-        return self.repository.trading_state()
+        return self.supervisor.trading_state()
 
     def halt(self, reason: str, by: str) -> None:
-        """Stop trading: nothing is sent after this returns; unsent executions are rejected."""
-        self._set_trading_state(TradingState.HALTED, reason, by)
-        self.switch.set(True, reason)
-        self._broker_proxy.set_halted(True).get()
-        with self._lock:
-            refs = list(self._in_flight.values())
-        for ref in refs:
-            try:
-                ref.tell(Halt(reason))
-            except pykka.ActorDeadError:
-                continue
+        """Stop trading: no order_send starts after this returns; every execution not yet
+        sent is rejected with TRADING_HALTED; orders still open are removed."""
+        self.supervisor.halt(reason, by)
 
     def resume(self, by: str, reason: str = "resumed") -> None:
-        self._set_trading_state(TradingState.ACTIVE, reason, by)
-        self._broker_proxy.set_halted(False).get()
-        self.switch.set(False)
+        """Trade again, only after a successful reconciliation (`ReconciliationError`
+        otherwise, and trading stays HALTED)."""
+        self.supervisor.resume(by, reason)
 
-    def _set_trading_state(self, state: TradingState, reason: str, by: str) -> None:
-        now = self._clock.now()
-        record = TradingStateRecord(state=state.value, changed_by=by, reason=reason, changed_at=now)
-        op = WriteOp(
-            execution_id=None,
-            event_type="TRADING_STATE_CHANGED",
-            payload={"state": state.value, "by": by, "reason": reason},
-            engine_time_us=utc_micros(now),
-            trading_state=record,
-        )
-        write_and_wait(self.persistence, [op], self.settings.ask_timeout_seconds)
+    def health(self) -> dict[str, Any]:
+        """Broker connection, database ping, trading state, each actor's state and the
+        restart counts (what `/health` serves); never blocks on an actor."""
+        return self.supervisor.health()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -321,17 +328,8 @@ class ExecutionFacade:
             if self._stopped:
                 return
             self._stopped = True
-            refs = list(self._in_flight.values())
-        for ref in refs:
-            ref.stop(block=False)
-        for ref in refs:
-            try:
-                ref.stop(block=True, timeout=timeout)
-            except pykka.Timeout:
-                log.warning("an order actor did not stop within %s s", timeout)
+        self.supervisor.stop(timeout)
         self.scheduler.stop()
-        self.broker.stop(block=True, timeout=timeout)
-        self.persistence.stop(block=True, timeout=timeout)
         self._db.dispose()
 
     def __enter__(self) -> ExecutionFacade:
@@ -344,6 +342,17 @@ class ExecutionFacade:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _failed(future: pykka.Future[Any]) -> bool:
+    """True when `future` is done with an exception."""
+    try:
+        future.get(timeout=0)
+    except pykka.Timeout:
+        return False
+    except Exception:
+        return True
+    return False
 
 
 def _parse(rpm_output: RPMOutput | Mapping[str, Any]) -> RPMOutput:

@@ -171,3 +171,29 @@ class NewExecution:
     rpm: RPMOutput
     fingerprint: str
     reply: pykka.Future[Any]
+
+
+# --- supervision ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The Supervisor's liveness ask; a supervised actor answers True from its inbox."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rewatch:
+    """The BrokerActor was restarted: an OrderActor watching an order registers it again."""
+
+
+@dataclass(frozen=True, slots=True)
+class InjectFault:
+    """A drill's fault for a supervised actor (never sent in normal operation).
+
+    kind: ``crash`` (the message fails, as a bug in a told message would) or ``hang``
+    (the actor blocks until `release` is set or `hang_seconds` pass, as a stuck call would).
+    """
+
+    kind: str
+    release: Any = None
+    hang_seconds: float = 60.0

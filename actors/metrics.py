@@ -94,6 +94,15 @@ class EngineMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.db_read = Histogram(
+            "ee_db_query_seconds",
+            "Duration of one read query (reads served by the API).",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.database_up = Gauge(
+            "ee_database_up", "1 when the database answered its last check.", registry=r
+        )
         self.api_seconds = Histogram(
             "ee_api_request_seconds",
             "HTTP request duration by route.",
@@ -119,6 +128,7 @@ class EngineMetrics:
         self._halted_fn: Callable[[], bool] = lambda: False
         self._in_flight_fn: Callable[[], int] = lambda: 0
         self._lock = threading.Lock()
+        self._database_up: bool | None = None
         self._finals: deque[tuple[str, str]] = deque(maxlen=_WINDOW)
         self._slips: deque[float] = deque(maxlen=_WINDOW)
         self._calls: deque[str] = deque(maxlen=_WINDOW)
@@ -127,6 +137,7 @@ class EngineMetrics:
             "order_send": deque(maxlen=_WINDOW),
             "fill": deque(maxlen=_WINDOW),
             "db_write": deque(maxlen=_WINDOW),
+            "db_query": deque(maxlen=_WINDOW),
             "api": deque(maxlen=_WINDOW),
         }
 
@@ -162,6 +173,14 @@ class EngineMetrics:
         del ops
         self._observe("db_write", seconds)
 
+    def db_queried(self, seconds: float) -> None:
+        self._observe("db_query", seconds)
+
+    def database_checked(self, up: bool) -> None:
+        self.database_up.set(1.0 if up else 0.0)
+        with self._lock:
+            self._database_up = up
+
     def api_request(self, route: str, method: str, seconds: float) -> None:
         self.api_seconds.labels(route, method).observe(seconds)
         with self._lock:
@@ -181,6 +200,7 @@ class EngineMetrics:
             "submit_to_send": self.submit_latency,
             "fill": self.fill_time,
             "db_write": self.db_write,
+            "db_query": self.db_read,
         }[name]
         histogram.observe(seconds)
         with self._lock:
@@ -194,6 +214,7 @@ class EngineMetrics:
             slips = list(self._slips)
             calls = list(self._calls)
             latencies = {name: list(values) for name, values in self._latencies.items()}
+            database_up = self._database_up
         total = len(finals)
 
         def rate(predicate: Callable[[str, str], bool]) -> float | None:
@@ -216,6 +237,7 @@ class EngineMetrics:
             "latency_ms": {name: _latency_summary(values) for name, values in latencies.items()},
             "trading_halted": self._halted_fn(),
             "executions_in_flight": self._in_flight_fn(),
+            "database_up": database_up,
         }
 
 

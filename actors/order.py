@@ -26,6 +26,7 @@ from actors.messages import (
     NewExecution,
     OrderFinding,
     Preflight,
+    Rewatch,
     SendOutcome,
     SymbolSpec,
 )
@@ -68,6 +69,7 @@ _TRADE_MODE_SHORTONLY = 2
 _TRADE_MODE_CLOSEONLY = 3
 _ORDER_STATE_EXPIRED = 6
 _VOLUME_EPS = 1e-9
+_BROKER_GONE_RETRIES = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +142,10 @@ class OrderActor(pykka.ThreadingActor):
         self._timeout_handle: Handle | None = None
         self._halt_reason: str | None = None
         self._done = False
+        self._broker_gone = 0
+        """Validations retried because the BrokerActor was being replaced."""
+        self._deferred: list[WriteOp] = []
+        """Events written with the next commit (see `_write`)."""
         self._born = ctx.clock.monotonic()
         """About when submit() was called: the start of the submit-to-send latency."""
 
@@ -159,6 +165,10 @@ class OrderActor(pykka.ThreadingActor):
             self._on_halt(message.reason)
         elif isinstance(message, Cancel):
             self._on_halt(f"cancelled: {message.reason}", reason=_R.CANCELLED)
+        elif isinstance(message, Rewatch):
+            # A restarted BrokerActor has lost the watches of the old one.
+            if self._log is not None and self._log.status is _S.SUBMITTED and self._ticket:
+                self._watch()
         else:
             log.warning("OrderActor ignored unknown message %r", message)
         return None
@@ -236,7 +246,19 @@ class OrderActor(pykka.ThreadingActor):
         assert trade is not None  # guaranteed by the model for APPROVED decisions
         try:
             pre: Preflight = self._ask_broker("preflight", trade.symbol)
-        except (_BrokerGoneError, pykka.Timeout) as exc:
+        except _BrokerGoneError as exc:
+            # It never started handling the ask: the Supervisor is replacing it; carry on
+            # with the new one after a back-off (bounded), as a dead broker is no refusal.
+            if self._broker_gone < _BROKER_GONE_RETRIES:
+                self._broker_gone += 1
+                delay = backoff_seconds(
+                    self._broker_gone, self._cfg.backoff_base, self._cfg.backoff_cap
+                )
+                self._later(delay, "validate")
+                return
+            self._reject(_R.TERMINAL_NOT_READY, f"broker unavailable: {exc}")
+            return
+        except pykka.Timeout as exc:
             self._reject(_R.TERMINAL_NOT_READY, f"broker unavailable: {exc}")
             return
         denied = self._check(pre, trade.symbol, trade.direction, float(trade.position_units))
@@ -332,6 +354,7 @@ class OrderActor(pykka.ThreadingActor):
                 "tick_time_msc": quote.time_msc,
             },
             broker_time_msc=quote.time_msc,
+            defer=True,
             intended_lots=lots,
             intended_price=intended,
         )
@@ -415,7 +438,7 @@ class OrderActor(pykka.ThreadingActor):
         ):
             # A DONE with its deal is a fill: no poll needed.
             self._current_fills = [(outcome.volume, outcome.price)]
-            self._journal("ORDER_ACCEPTED", payload)
+            self._journal("ORDER_ACCEPTED", payload, defer=True)
             self._finalize_fills(broker_time_msc=None)
             return
         self._transition(_S.SUBMITTED, "ORDER_ACCEPTED", payload, order_id=outcome.order or None)
@@ -719,15 +742,17 @@ class OrderActor(pykka.ThreadingActor):
         event: str,
         payload: dict[str, Any],
         broker_time_msc: int | None = None,
+        *,
+        defer: bool = False,
         **changes: Any,
     ) -> None:
         assert self._log is not None
         if broker_time_msc is not None:
             changes.setdefault("broker_time_msc", broker_time_msc)
         record = self._log.evolve(updated_at=self._ctx.clock.now(), **changes)
-        self._commit(record, event, payload, broker_time_msc=broker_time_msc)
+        self._commit(record, event, payload, broker_time_msc=broker_time_msc, defer=defer)
 
-    def _journal(self, event: str, payload: dict[str, Any]) -> None:
+    def _journal(self, event: str, payload: dict[str, Any], *, defer: bool = False) -> None:
         """An event that changes no state (a broker interaction worth keeping)."""
         op = WriteOp(
             execution_id=self._job.execution_id,
@@ -735,7 +760,7 @@ class OrderActor(pykka.ThreadingActor):
             payload=payload,
             engine_time_us=utc_micros(self._ctx.clock.now()),
         )
-        write_and_wait(self._ctx.persistence(), [op], self._cfg.ask_timeout)
+        self._write(op, defer=defer)
 
     def _commit(
         self,
@@ -745,6 +770,7 @@ class OrderActor(pykka.ThreadingActor):
         *,
         initial: bool = False,
         broker_time_msc: int | None = None,
+        defer: bool = False,
     ) -> None:
         op = WriteOp(
             execution_id=record.execution_id,
@@ -753,9 +779,23 @@ class OrderActor(pykka.ThreadingActor):
             engine_time_us=utc_micros(record.updated_at),
             broker_time_msc=broker_time_msc,
             projection=record,
+            creates=initial,
         )
-        write_and_wait(self._ctx.persistence(), [op], self._cfg.ask_timeout)
+        self._write(op, defer=defer)
         self._log = record
+
+    def _write(self, op: WriteOp, *, defer: bool = False) -> None:
+        """Commit `op`, together with the events deferred before it, in one write.
+
+        Only events that change no status are deferred (VALIDATED, a DONE's ORDER_ACCEPTED):
+        they ride with the next status change, which is committed before anything is sent
+        or answered, so the journal keeps every event, in order, with fewer round trips.
+        """
+        if defer:
+            self._deferred.append(op)
+            return
+        ops, self._deferred = [*self._deferred, op], []
+        write_and_wait(self._ctx.persistence(), ops, self._cfg.ask_timeout)
 
     # --- asking the broker ---------------------------------------------------------------
 

@@ -10,14 +10,19 @@ write, so that one bad write (a duplicate decision id) fails alone.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pykka
+from sqlalchemy import Engine, event
 
 from actors.messages import Flush, Write
 from core.errors import PersistenceError, PersistenceUnavailableError
+from core.models import ExecutionLog
+from storage.db import redact_url
+from storage.repository import Repository
 from storage.writer import JournalWriter, WriteOp
 
 log = logging.getLogger(__name__)
@@ -146,3 +151,79 @@ def write_and_wait(
     except pykka.Timeout as exc:
         raise PersistenceUnavailableError(f"no commit within {timeout} s") from exc
     return result
+
+
+_EXISTS_QMARK = "SELECT 1 FROM execution_logs WHERE rpm_decision_id = ?"
+_EXISTS_FORMAT = "SELECT 1 FROM execution_logs WHERE rpm_decision_id = %s"
+
+
+class StoredDecisions:
+    """Finds the execution an earlier run stored for an RPM decision id (the facade's
+    idempotency check on every submit), cheaply when there is none.
+
+    Almost every submit carries a new decision, so the question is almost always answered
+    "no". That answer costs one parameterized `SELECT 1` on a connection of its own, kept
+    open in autocommit mode: no pool checkout, no liveness ping, no statement building, no
+    transaction to end. A "yes" is then read in full through the `Repository`. A connection
+    that fails is dropped and the question asked once more on a new one (a restarted
+    server), and a second failure is the `PersistenceUnavailableError` a read raises.
+    The connection is closed when the engine is disposed. Thread-safe.
+    """
+
+    def __init__(self, engine: Engine, repository: Repository) -> None:
+        self._engine = engine
+        self._repository = repository
+        self._lock = threading.Lock()
+        self._connection: Any = None
+        self._sql = _EXISTS_QMARK if engine.dialect.paramstyle == "qmark" else _EXISTS_FORMAT
+        event.listen(engine, "engine_disposed", lambda _engine: self.close())
+
+    def get(self, decision_id: str) -> ExecutionLog | None:
+        if not self._exists(decision_id):
+            return None
+        return self._repository.get_by_decision_id(decision_id)
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _exists(self, decision_id: str) -> bool:
+        with self._lock:
+            for attempt in range(2):
+                try:
+                    return self._ask(decision_id)
+                except self._engine.dialect.loaded_dbapi.Error as exc:
+                    self._drop()
+                    if attempt == 1:
+                        raise PersistenceUnavailableError(
+                            f"read from {redact_url(str(self._engine.url))} failed: "
+                            f"{type(exc).__name__}"
+                        ) from exc
+        raise AssertionError("unreachable")
+
+    def _ask(self, decision_id: str) -> bool:
+        if self._connection is None:
+            connection = self._engine.raw_connection()
+            try:
+                # PostgreSQL: no transaction around a lone read. SQLite connections of
+                # `create_db_engine` already leave transaction control to the caller.
+                if self._engine.dialect.name == "postgresql":
+                    connection.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+            except Exception:
+                connection.close()
+                raise
+            self._connection = connection
+        cursor = self._connection.cursor()
+        try:
+            cursor.execute(self._sql, (decision_id,))
+            return cursor.fetchone() is not None
+        finally:
+            cursor.close()
+
+    def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.invalidate()
+            except Exception:
+                log.debug("closing the decision lookup connection failed", exc_info=True)

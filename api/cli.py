@@ -102,7 +102,102 @@ def _cmd_simulator_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from api.config import ApiConfig
+    from api.server import serve
+
+    config = ApiConfig(execute_wait_seconds=args.execute_wait, docs=args.docs)
+    serve(host=args.host, port=args.port, database_url=args.database_url or None, config=config)
+    return EXIT_OK
+
+
+def _add_serve(sub: Any) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="run the engine and its HTTP API",
+        description="Start the engine (the terminal and database the environment names; the "
+        "schema is migrated first) and serve its HTTP API until SIGINT or SIGTERM. Prints "
+        "the URL; with EE_API_TOKENS unset, also a random admin token, once.",
+    )
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)",
+    )
+    serve.add_argument(
+        "--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free port)"
+    )
+    serve.add_argument(
+        "--execute-wait",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long POST /execute waits for the final state before answering 202 with "
+        "the execution id (default 10)",
+    )
+    serve.add_argument(
+        "--docs",
+        action="store_true",
+        help="also serve /docs and /openapi.json without a token (off by default)",
+    )
+    _database_option(serve)
+    serve.set_defaults(handler=_cmd_serve)
+
+
+def _cmd_drill(args: argparse.Namespace) -> int:
+    from actors.drills import run_drill
+    from core.errors import ConfigurationError
+    from core.settings import load_settings
+
+    terminal = load_settings().terminal
+    if terminal != "simulated":
+        raise ConfigurationError(
+            f"drills run only against the simulated terminal, and EE_TERMINAL={terminal}"
+        )
+    report = run_drill(
+        args.name,
+        executions=args.executions,
+        seed=args.seed,
+        database_url=args.database_url or None,
+        progress=lambda line: print(f"[drill] {line}", file=sys.stderr, flush=True),
+    )
+    print(json.dumps(report))
+    return EXIT_OK if report["passed"] else EXIT_FAILED
+
+
+def _add_drill(sub: Any) -> None:
+    from actors.drills import DRILL_NAMES
+
+    drill = sub.add_parser(
+        "drill",
+        help="run a failover drill against the simulated terminal and print a JSON verdict",
+        description="Run a burst of synthetic approved trades against a simulated terminal, "
+        "inject the drill's fault mid-burst, wait for recovery and print one JSON report "
+        "(duplicates, lost executions, orders without intent, recovery time, audit chain). "
+        "Progress goes to stderr. Exit 0 only when the drill passed. Drills: "
+        + ", ".join(DRILL_NAMES)
+        + ". Refused when EE_TERMINAL names a real terminal.",
+    )
+    drill.add_argument("name", metavar="NAME", choices=DRILL_NAMES, help=" | ".join(DRILL_NAMES))
+    drill.add_argument(
+        "--executions", type=int, default=200, metavar="N", help="trades in the burst (200)"
+    )
+    drill.add_argument(
+        "--seed", type=int, default=0, help="seed of the market and of the kill point (0)"
+    )
+    drill.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="store of the drill: a PostgreSQL server URL (a scratch database is created "
+        "there and dropped) or a new SQLite file; default a temporary SQLite file "
+        "(engine-kill needs PostgreSQL: DATABASE_URL or POSTGRES_URL, or this option)",
+    )
+    drill.set_defaults(handler=_cmd_drill)
+
+
 def _add_commands(sub: Any) -> None:
+    _add_serve(sub)
+    _add_drill(sub)
     db = sub.add_parser("db", help="database schema commands")
     db_sub = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
     up = db_sub.add_parser(
@@ -188,6 +283,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _database_errors() -> tuple[type[BaseException], ...]:
+    """SQLAlchemy's error base, imported only when an error reaches `main` (keeps --help fast),
+    and ImportError: a URL naming a database driver that is not installed."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (SQLAlchemyError, ImportError)
+
+
+def _database_error_line(exc: BaseException) -> str:
+    """One line for a database error: the driver's own message when there is one (it names
+    no password), never the SQL statement or the multi-line SQLAlchemy trailer."""
+    detail = str(getattr(exc, "orig", None) or exc).strip()
+    first = detail.splitlines()[0].strip() if detail else type(exc).__name__
+    return f"execution-engine: database error ({type(exc).__name__}): {first}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -202,6 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except (OSError, ValueError) as exc:
         print(f"execution-engine: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except _database_errors() as exc:
+        print(_database_error_line(exc), file=sys.stderr)
         return EXIT_FAILED
 
 

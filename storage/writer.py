@@ -10,9 +10,10 @@ Not thread-safe: exactly one `JournalWriter` per database, used from one thread.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -26,7 +27,6 @@ from storage.db import redact_url
 from storage.journal import (
     GENESIS_HASH,
     TRADING_STATE_CHANGED,
-    event_hash,
     iter_event_rows,
 )
 from storage.schema import (
@@ -89,6 +89,9 @@ class WriteOp:
             `execution_id` must equal `execution_id`.
         trading_state: The kill switch's new state; such an op has no `execution_id` and
             its type is ``TRADING_STATE_CHANGED``.
+        creates: The op creates its execution (the first write of a new execution id): its
+            row is inserted without first looking for a stored one. Should one exist, the
+            INSERT fails and nothing of the batch is stored.
     """
 
     execution_id: str | None
@@ -98,6 +101,7 @@ class WriteOp:
     broker_time_msc: int | None = None
     projection: ExecutionLog | None = None
     trading_state: TradingStateRecord | None = None
+    creates: bool = False
 
     def __post_init__(self) -> None:
         if not self.event_type or len(self.event_type) > _MAX_EVENT_TYPE_LENGTH:
@@ -114,6 +118,8 @@ class WriteOp:
                 )
             TradingState(self.trading_state.state)  # refuses an unknown state by name
             _require_aware("trading_state.changed_at", self.trading_state.changed_at)
+        if self.creates and self.projection is None:
+            raise ValueError("an op that creates an execution carries its projection")
         if self.projection is not None:
             for name in _DATETIME_FIELDS:
                 _require_aware(f"projection.{name}", getattr(self.projection, name))
@@ -156,7 +162,7 @@ class JournalWriter:
         # usual op (the next status of a live execution) needs no read before its write.
         # Only committed states go in; any failure empties it. Final executions leave it,
         # which bounds it by the executions in flight.
-        self._committed: dict[str, ExecutionLog] = {}
+        self._committed: dict[str, _State] = {}
 
     @property
     def last_sequence(self) -> int:
@@ -184,12 +190,11 @@ class JournalWriter:
             return []
         prepared = [_utc_op(op) for op in ops]
         try:
-            with self._engine.begin() as connection:
-                if self._stale:
-                    self._last_sequence, self._last_hash = _read_tail(connection)
-                events, written = _apply(
-                    connection, prepared, self._last_sequence, self._last_hash, self._committed
-                )
+            try:
+                events, written = self._transaction(prepared, bulk_insert=True)
+            except _BulkInsertRefusedError:
+                # Rolled back; again with one INSERT per new execution, which pins the op.
+                events, written = self._transaction(prepared, bulk_insert=False)
         except DuplicateDecisionError:
             self._resync()
             raise
@@ -205,12 +210,27 @@ class JournalWriter:
         self._last_sequence = events[-1].sequence
         self._last_hash = events[-1].hash
         self._stale = False
-        for execution_id, log in written.items():
-            if log.is_final:
+        for execution_id, state in written.items():
+            if state.log.is_final:
                 self._committed.pop(execution_id, None)
             else:
-                self._committed[execution_id] = log
+                self._committed[execution_id] = state
         return events
+
+    def _transaction(
+        self, ops: Sequence[WriteOp], *, bulk_insert: bool
+    ) -> tuple[list[JournalEvent], dict[str, _State]]:
+        with self._engine.begin() as connection:
+            if self._stale:
+                self._last_sequence, self._last_hash = _read_tail(connection)
+            return _apply(
+                connection,
+                ops,
+                self._last_sequence,
+                self._last_hash,
+                self._committed,
+                bulk_insert=bulk_insert,
+            )
 
     def _resync(self) -> None:
         """Reload the committed tail; on failure leave it for the next batch to reload."""
@@ -246,15 +266,7 @@ def _utc_op(op: WriteOp) -> WriteOp:
             updates[name] = value.astimezone(UTC)
     if not updates:
         return op
-    return WriteOp(
-        execution_id=op.execution_id,
-        event_type=op.event_type,
-        payload=op.payload,
-        engine_time_us=op.engine_time_us,
-        broker_time_msc=op.broker_time_msc,
-        projection=op.projection.model_copy(update=updates),
-        trading_state=op.trading_state,
-    )
+    return replace(op, projection=op.projection.model_copy(update=updates))
 
 
 def _read_tail(connection: Connection) -> tuple[int, str]:
@@ -279,25 +291,72 @@ _UPDATE_LOG = update(execution_logs).where(
 )
 _INSERT_EVENTS = insert(execution_events)
 
+# Fields an execution is created with and that no later op changes in practice. When none
+# of them changed, an UPDATE leaves them out (the RPM payload above all: re-encoding it on
+# every status change was most of an UPDATE's cost).
+_FIXED_FIELDS = frozenset(
+    {
+        "request_id",
+        "rpm_decision_id",
+        "client_id",
+        "symbol",
+        "direction",
+        "intended_units",
+        "magic",
+        "confidence_score",
+        "atr",
+        "rpm_version",
+        "model_version",
+        "engine_version",
+        "rpm_fingerprint",
+        "rpm_payload",
+        "created_at",
+    }
+)
+_NOT_CHANGING: set[str] = {*_FIXED_FIELDS, "execution_id"}
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    """An execution's state and its JSON form (what "changes" are computed against)."""
+
+    log: ExecutionLog
+    fields: dict[str, Any]
+
+    @classmethod
+    def of(cls, log: ExecutionLog) -> _State:
+        return cls(log, log.model_dump(mode="json"))
+
+
+class _BulkInsertRefusedError(Exception):
+    """The one INSERT of every new execution of a batch was refused (the batch is rolled
+    back and written again with one INSERT each, which names the op at fault)."""
+
 
 def _apply(
     connection: Connection,
     ops: Sequence[WriteOp],
     last_sequence: int,
     last_hash: str,
-    committed: dict[str, ExecutionLog],
-) -> tuple[list[JournalEvent], dict[str, ExecutionLog]]:
+    committed: dict[str, _State],
+    *,
+    bulk_insert: bool = True,
+) -> tuple[list[JournalEvent], dict[str, _State]]:
     """Stage the batch on `connection`; return its events and each execution's new state."""
     sequence, prev_hash = last_sequence, last_hash
-    ids = dict.fromkeys(op.projection.execution_id for op in ops if op.projection)
+    ids: dict[str, bool] = {}  # execution id -> its first op in the batch creates it
+    for op in ops:
+        if op.projection is not None:
+            ids.setdefault(op.projection.execution_id, op.creates)
     stored = {key: committed[key] for key in ids if key in committed}
-    unknown = [key for key in ids if key not in stored]
+    unknown = [key for key, creates in ids.items() if key not in stored and not creates]
     if unknown:
         # One round trip for every execution the writer does not hold.
         stored.update(_load_projections(connection, unknown))
     # The state of each execution as of the op being processed; several ops of one batch
     # may move the same execution, and each must diff against the one before it.
-    latest: dict[str, ExecutionLog] = {}
+    latest: dict[str, _State] = {}
+    changed: dict[str, set[str]] = {}
     first_op: dict[str, int] = {}
     new_trading_state: TradingStateRecord | None = None
     rows: list[dict[str, Any]] = []
@@ -307,24 +366,37 @@ def _apply(
         if op.projection is not None:
             execution_id = op.projection.execution_id
             previous = latest[execution_id] if execution_id in latest else stored.get(execution_id)
-            if previous is not None and previous.rpm_decision_id != op.projection.rpm_decision_id:
+            if (
+                previous is not None
+                and previous.log.rpm_decision_id != op.projection.rpm_decision_id
+            ):
                 raise ValueError(f"execution {execution_id!r} cannot change its rpm_decision_id")
             first_op.setdefault(execution_id, index)
-            payload[CHANGES_KEY] = op.projection.changes_from(previous)
-            latest[execution_id] = op.projection
+            state = _State.of(op.projection)
+            # What `ExecutionLog.changes_from` gives, without dumping the previous state again.
+            if previous is None:
+                payload[CHANGES_KEY] = state.fields
+            else:
+                before = previous.fields
+                payload[CHANGES_KEY] = {
+                    key: value for key, value in state.fields.items() if before.get(key) != value
+                }
+            changed.setdefault(execution_id, set()).update(payload[CHANGES_KEY])
+            latest[execution_id] = state
         if op.trading_state is not None:
             payload[TRADING_STATE_KEY] = op.trading_state.model_dump(mode="json")
             new_trading_state = op.trading_state
         # Round-trip once so the stored text is canonical for the value a reader parses
         # back (e.g. integer keys become strings and would sort differently).
         parsed: dict[str, Any] = json.loads(canonical_json(payload))
+        text = canonical_json(parsed)
         sequence += 1
-        digest = event_hash(
+        digest = _chain_hash(
             prev_hash,
             sequence,
             op.execution_id,
             op.event_type,
-            parsed,
+            text,
             op.engine_time_us,
             op.broker_time_msc,
         )
@@ -333,7 +405,7 @@ def _apply(
                 "sequence": sequence,
                 "execution_id": op.execution_id,
                 "event_type": op.event_type,
-                "payload": canonical_json(parsed),
+                "payload": text,
                 "engine_time_us": op.engine_time_us,
                 "broker_time_msc": op.broker_time_msc,
                 "prev_hash": prev_hash,
@@ -341,7 +413,8 @@ def _apply(
             }
         )
         events.append(
-            JournalEvent(
+            # Every field is built just above from checked values: no need to validate again.
+            JournalEvent.model_construct(
                 sequence=sequence,
                 execution_id=op.execution_id,
                 event_type=op.event_type,
@@ -353,25 +426,82 @@ def _apply(
             )
         )
         prev_hash = digest
+    full_updates: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
-    for execution_id, log in latest.items():
-        if execution_id in stored:
-            values = log_to_values(log)
-            values["key_execution_id"] = values.pop("execution_id")
+    inserts: list[tuple[ExecutionLog, int]] = []
+    for execution_id, state in latest.items():
+        if execution_id not in stored:
+            inserts.append((state.log, first_op[execution_id]))
+        elif changed[execution_id].isdisjoint(_FIXED_FIELDS):
+            values = _changing_values(state.log)
+            values["key_execution_id"] = execution_id
             updates.append(values)
         else:
-            _insert_projection(connection, log, first_op[execution_id])
+            values = log_to_values(state.log)
+            values["key_execution_id"] = values.pop("execution_id")
+            full_updates.append(values)
+    if len(inserts) > 1 and bulk_insert:
+        try:
+            connection.execute(_INSERT_LOG, [log_to_values(log) for log, _ in inserts])
+        except IntegrityError as exc:
+            raise _BulkInsertRefusedError from exc
+    else:
+        for log, op_index in inserts:
+            _insert_projection(connection, log, op_index)
     if updates:
         connection.execute(_UPDATE_LOG, updates)
+    if full_updates:
+        connection.execute(_UPDATE_LOG, full_updates)
     if new_trading_state is not None:
         _store_trading_state(connection, new_trading_state)
     connection.execute(_INSERT_EVENTS, rows)
     return events, latest
 
 
-def _load_projections(connection: Connection, execution_ids: list[str]) -> dict[str, ExecutionLog]:
+def _chain_hash(
+    prev_hash: str,
+    sequence: int,
+    execution_id: str | None,
+    event_type: str,
+    payload_text: str,
+    engine_time_us: int,
+    broker_time_msc: int | None,
+) -> str:
+    """`storage.journal.event_hash`, given the payload's canonical text instead of its value.
+
+    The content is the canonical JSON of the row (keys sorted, no spaces), put together
+    around the text already made for the row instead of encoding the payload a second time.
+    `verify_chain` recomputes every hash with `event_hash`, so the two cannot drift apart
+    unnoticed.
+    """
+    content = (
+        f'{{"broker_time_msc":{_json_scalar(broker_time_msc)},'
+        f'"engine_time_us":{_json_scalar(engine_time_us)},'
+        f'"event_type":{json.dumps(event_type)},'
+        f'"execution_id":{_json_scalar(execution_id)},'
+        f'"payload":{payload_text},'
+        f'"sequence":{_json_scalar(sequence)}}}'
+    )
+    return hashlib.sha256((prev_hash + content).encode()).hexdigest()
+
+
+def _json_scalar(value: str | int | None) -> str:
+    return json.dumps(value) if value is not None else "null"
+
+
+def _load_projections(connection: Connection, execution_ids: list[str]) -> dict[str, _State]:
     result = connection.execute(_SELECT_LOGS, {"execution_ids": execution_ids})
-    return {row.execution_id: row_to_log(row) for row in result}
+    return {row.execution_id: _State.of(row_to_log(row)) for row in result}
+
+
+def _changing_values(log: ExecutionLog) -> dict[str, Any]:
+    """`log_to_values` without the fixed fields: an UPDATE sets only the columns named."""
+    values = log.model_dump(exclude=_NOT_CHANGING)
+    values["status"] = log.status.value
+    values["rejection_reason"] = (
+        log.rejection_reason.value if log.rejection_reason is not None else None
+    )
+    return values
 
 
 def _insert_projection(connection: Connection, log: ExecutionLog, op_index: int) -> None:

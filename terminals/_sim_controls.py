@@ -1,10 +1,11 @@
 """The simulated terminal's own API: fault injection, state toggles and inspection.
 
 This is the part of ``SimulatedTerminal`` that the real module does not have: tests and
-drills drive the terminal with it. Every method takes and returns plain values (str,
-int, float, bool, None, and lists / dicts / namedtuples of them), so the same calls work
-through the rpyc bridge. None of it is an MT5 call: no IPC gate, no latency, not in
-``calls``.
+drills drive the terminal with it. Every method takes plain values (str, int, float,
+bool, None) and, except ``calls`` and ``overlapping_calls`` (records; use
+``call_records`` / ``overlapping_seqs`` remotely), returns plain values or namedtuples,
+so the same calls work through the rpyc bridge. None of it is an MT5 call: no IPC gate,
+no latency, not in ``calls``.
 """
 
 from __future__ import annotations
@@ -144,6 +145,20 @@ class SimControls:
                     sym.spread = value
                 current = sym.fields[name]
                 sym.fields[name] = float(value) if isinstance(current, float) else value  # type: ignore[arg-type]
+
+    def rewrite_comment(self, ticket: int, comment: str) -> None:
+        """Replace the comment of order ``ticket`` and of its deals, as brokers may do
+        (mt5-api.md §3), so that the comment cannot be the only key to find an order."""
+        if not isinstance(comment, str):
+            raise ValueError(f"comment must be a str, not {comment!r}")
+        with self._lock:
+            order = self._ledger.orders.get(ticket)
+            if order is None:
+                raise ValueError(f"unknown order ticket {ticket!r}")
+            order.comment = comment
+            self._ledger.deals[:] = [
+                d._replace(comment=comment) if d.order == ticket else d for d in self._ledger.deals
+            ]
 
     def set_spread_points(self, symbol: str, points: int) -> None:
         self.set_symbol(symbol, spread=points)

@@ -10,6 +10,7 @@ types the real module returns, so the engine cannot tell the bridge from the mod
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -120,7 +121,10 @@ def _literal(value: Any) -> str:
         return "{" + items + "}"
     if isinstance(value, (list, tuple)):
         inner = ", ".join(_literal(v) for v in value)
-        return f"({inner},)" if isinstance(value, tuple) else f"[{inner}]"
+        if not isinstance(value, tuple):
+            return f"[{inner}]"
+        # "(,)" is a syntax error: the empty tuple has no trailing comma.
+        return f"({inner},)" if value else "()"
     # numpy scalars and the like: their repr does not evaluate remotely.
     if hasattr(value, "item"):
         return _literal(value.item())
@@ -166,6 +170,8 @@ class RpycTerminal:
             except (EOFError, ConnectionError, OSError):
                 # The link is gone: the next call reconnects. The caller sees the failure
                 # (an order_send that met it is ambiguous and is never replayed here).
+                with contextlib.suppress(Exception):
+                    conn.close()  # release the socket of the dead link
                 self._conn = None
                 raise
 

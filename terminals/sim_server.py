@@ -56,6 +56,9 @@ def serve(
 ) -> None:
     """Serve until interrupted; `ready(port)` is called once the socket listens."""
     server, _ = build_server(host, port, seed, order_send_ms, ipc_ms)
+    # rpyc only listens in start(); listen now, so a client that connects as soon as it
+    # reads the ready line is queued, not refused (start() listening again is harmless).
+    server.listener.listen(server.backlog)
     if ready is not None:
         ready(server.port)
     try:

@@ -1,0 +1,223 @@
+"""Supervised variants of the actors, so that the Supervisor sees every way one can die.
+
+Each incarnation of a supervised actor gets its own `ChildHooks`: it reports a failed
+`on_start` (which Pykka logs without calling `on_failure`) and a failed `tell` (which
+Pykka reports through `on_failure`), answers the Supervisor's `Heartbeat` from its inbox
+(so a hung actor is one whose heartbeat times out), and takes the faults a drill injects.
+A hung BrokerActor that the Supervisor replaced is *fenced*: should it wake up, it makes
+no further terminal call (two threads must never use the one MT5 connection at once).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pykka
+from sqlalchemy import Engine
+
+from actors.broker import BrokerActor
+from actors.messages import Heartbeat, InjectFault, Write
+from actors.order import OrderActor
+from actors.persistence import PersistenceActor
+from core.errors import PersistenceUnavailableError
+from core.models import JournalEvent
+from storage.writer import JournalWriter, WriteOp
+
+DeathReport = Callable[[str, BaseException | None], None]
+"""Called from the dying actor's thread with how it died and the exception."""
+
+
+class InjectedCrash(Exception):  # noqa: N818 - a fault, named for what it does
+    """A crash a drill or a test injected on purpose."""
+
+
+class FencedError(Exception):
+    """This BrokerActor was replaced by a restart: it must not touch the terminal again."""
+
+
+class FaultPlan:
+    """Faults armed for the next incarnations of the supervised actors (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._start_failures: dict[str, int] = {}
+        self._crash_after_send = 0
+
+    def fail_starts(self, child: str, times: int) -> None:
+        """The next `times` starts of `child` ("broker", "persistence") raise in `on_start`."""
+        with self._lock:
+            self._start_failures[child] = self._start_failures.get(child, 0) + times
+
+    def take_start_failure(self, child: str) -> bool:
+        with self._lock:
+            left = self._start_failures.get(child, 0)
+            if left <= 0:
+                return False
+            self._start_failures[child] = left - 1
+            return True
+
+    def crash_after_sends(self, times: int = 1) -> None:
+        """The BrokerActor dies right after its next `times` order_send calls returned."""
+        with self._lock:
+            self._crash_after_send += times
+
+    def take_crash_after_send(self) -> bool:
+        with self._lock:
+            if self._crash_after_send <= 0:
+                return False
+            self._crash_after_send -= 1
+            return True
+
+    def clear(self) -> None:
+        with self._lock:
+            self._start_failures.clear()
+            self._crash_after_send = 0
+
+
+class ChildHooks:
+    """What one incarnation of a supervised actor shares with its Supervisor."""
+
+    def __init__(self, name: str, report: DeathReport, faults: FaultPlan) -> None:
+        self.name = name
+        self.faults = faults
+        self.fenced = threading.Event()
+        self._report = report
+        self._reported = False
+
+    def died(self, how: str, exc: BaseException | None) -> None:
+        if not self._reported:
+            self._reported = True
+            self._report(how, exc)
+
+
+class _Watched(pykka.ThreadingActor):
+    """Mixin (first base) for the supervised actors."""
+
+    _hooks: ChildHooks
+
+    def on_start(self) -> None:
+        try:
+            if self._hooks.faults.take_start_failure(self._hooks.name):
+                raise InjectedCrash(f"{self._hooks.name} failed to start (injected)")
+            super().on_start()
+        except Exception as exc:
+            self._hooks.died("on_start", exc)
+            raise
+
+    def on_failure(self, *exc_info: Any) -> None:
+        try:
+            super().on_failure(*exc_info)
+        finally:
+            self._hooks.died("on_failure", exc_info[1] if len(exc_info) > 1 else None)
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Heartbeat):
+            return True
+        if isinstance(message, InjectFault):
+            self._take_fault(message)
+            return None
+        return super().on_receive(message)
+
+    def _take_fault(self, fault: InjectFault) -> None:
+        if fault.kind == "crash":
+            raise InjectedCrash(f"crash injected into {self._hooks.name}")
+        if fault.kind == "hang":
+            release = fault.release if fault.release is not None else threading.Event()
+            release.wait(fault.hang_seconds)
+            return
+        raise ValueError(f"unknown fault kind {fault.kind!r}")
+
+
+class SupervisedBroker(_Watched, BrokerActor):
+    def __init__(self, hooks: ChildHooks, *args: Any, **kwargs: Any) -> None:
+        self._hooks = hooks
+        super().__init__(*args, **kwargs)
+
+    def _call_raw(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        if self._hooks.fenced.is_set():
+            raise FencedError(f"{self._hooks.name} was replaced; {name} not called")
+        result = super()._call_raw(name, *args, **kwargs)
+        if name == "order_send" and self._hooks.faults.take_crash_after_send():
+            # The send happened; the actor dies before its caller learns the result.
+            self.actor_ref.tell(InjectFault("crash"))
+            raise InjectedCrash("the broker died while order_send was in flight (injected)")
+        return result
+
+    def on_stop(self) -> None:
+        if self._hooks.fenced.is_set():
+            return  # the terminal now belongs to the new incarnation: no shutdown()
+        super().on_stop()
+
+
+class SupervisedPersistence(_Watched, PersistenceActor):
+    def __init__(self, hooks: ChildHooks, *args: Any, **kwargs: Any) -> None:
+        self._hooks = hooks
+        super().__init__(*args, **kwargs)
+
+    def on_failure(self, *exc_info: Any) -> None:
+        try:
+            super().on_failure(*exc_info)
+        finally:
+            self._fail_inbox()
+
+    def _fail_inbox(self) -> None:
+        """Pykka drops the tells left in a dead actor's inbox without a word: answer every
+        waiting write at once (nothing was committed) instead of letting it time out."""
+        kept = []
+        # The actor is already marked stopped, so nothing new arrives while this drains.
+        while not self.actor_inbox.empty():
+            envelope = self.actor_inbox.get()
+            if isinstance(envelope.message, Write):
+                error = PersistenceUnavailableError("the persistence actor died before this write")
+                envelope.message.reply.set_exception(exc_info=(type(error), error, None))
+            else:
+                kept.append(envelope)
+        for envelope in kept:
+            self.actor_inbox.put(envelope)
+
+    def _write(self, ops: Sequence[WriteOp]) -> list[Any]:
+        if self._hooks.fenced.is_set():
+            # A replaced writer must not race the new one for the journal's tail.
+            raise PersistenceUnavailableError(f"{self._hooks.name} was replaced by a restart")
+        return super()._write(ops)
+
+
+class SupervisedOrder(_Watched, OrderActor):
+    def __init__(self, hooks: ChildHooks, *args: Any, **kwargs: Any) -> None:
+        self._hooks = hooks
+        super().__init__(*args, **kwargs)
+
+
+class ObservedWriter(JournalWriter):
+    """A `JournalWriter` that tells the Supervisor whether the database takes writes.
+
+    `observe` runs on the PersistenceActor's thread and must not block (it must never
+    write through that actor: it would wait on itself).
+    """
+
+    def __init__(self, engine: Engine, observe: Callable[[BaseException | None], None]) -> None:
+        super().__init__(engine)
+        self._observe = observe
+
+    def write_batch(self, ops: Sequence[WriteOp]) -> list[JournalEvent]:
+        try:
+            events = super().write_batch(ops)
+        except PersistenceUnavailableError as exc:
+            self._observe(exc)
+            raise
+        self._observe(None)
+        return events
+
+
+__all__ = [
+    "ChildHooks",
+    "FaultPlan",
+    "FencedError",
+    "InjectedCrash",
+    "ObservedWriter",
+    "SupervisedBroker",
+    "SupervisedOrder",
+    "SupervisedPersistence",
+]

@@ -1,0 +1,68 @@
+"""Failover drills: a burst of synthetic approved trades against the simulated terminal,
+one fault injected mid-burst, recovery, and a JSON verdict.
+
+| drill | fault |
+|---|---|
+| broker-crash | the BrokerActor dies with an order_send in flight, then on a failed tell |
+| persistence-crash | the PersistenceActor dies on a failed tell (pending writes fail) |
+| order-actor-crash | three OrderActors die mid-execution |
+| terminal-disconnect | the terminal loses its trade server until the supervisor halts |
+| ambiguous-submits | sends time out or lose their reply, executed or not |
+| database-outage | the store refuses every statement until trading halts |
+| halt-under-load | an operator halts mid-burst (PLACED orders are open) |
+| engine-kill | the engine process is SIGKILLed mid-burst and restarted |
+
+Each returns `drill`, `executions`, `final_statuses`, `duplicates` (executions with more
+than one order at the terminal), `lost` (executions without a final state after
+recovery), `orders_without_intent` (terminal orders with the drill's magic and no
+SUBMITTING in the journal), `recovery_seconds`, `audit_verified` and `passed`, plus
+`details`. Drills never run against a real terminal: each builds its own simulator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from core.errors import ConfigurationError
+
+# Kept light: `execution-engine drill --help` imports this module for the names only.
+
+DRILL_NAMES: tuple[str, ...] = (
+    "broker-crash",
+    "persistence-crash",
+    "order-actor-crash",
+    "terminal-disconnect",
+    "ambiguous-submits",
+    "database-outage",
+    "halt-under-load",
+    "engine-kill",
+)
+
+
+def run_drill(
+    name: str,
+    executions: int = 200,
+    seed: int = 0,
+    database_url: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run drill `name` and return its report (see the module docstring).
+
+    Raises `ConfigurationError` for an unknown name, a bad count or an unusable store.
+    """
+    if name not in DRILL_NAMES:
+        raise ConfigurationError(f"unknown drill {name!r}; drills: {', '.join(DRILL_NAMES)}")
+    if executions < 2:
+        raise ConfigurationError("a drill needs at least 2 executions")
+    say = progress or (lambda _: None)
+    if name == "engine-kill":
+        from actors.drills.engine_kill import run_engine_kill
+
+        return run_engine_kill(executions, seed, database_url, say)
+    from actors.drills._in_process import run_in_process
+
+    return run_in_process(name, executions, seed, database_url, say)
+
+
+__all__ = ["DRILL_NAMES", "run_drill"]

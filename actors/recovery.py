@@ -1,0 +1,472 @@
+"""Crash recovery: reconcile executions that are not final with the terminal.
+
+Run at start before any work is accepted, on `resume`, and for the executions of
+OrderActors that died. Nothing is ever resent: an execution's real outcome is looked up.
+
+Rules, for each execution that is not final:
+
+- PENDING that never reached SUBMITTING (no attempt): nothing can have been sent, so it
+  is REJECTED with NOT_SENT at once.
+- Otherwise the order is looked for at the terminal: by its ticket when known; else by
+  `magic` + client id in the comment; else by magic + symbol + side + volume in a time
+  window, because brokers may rewrite comments (`BrokerActor.find_order`). A ticket
+  already claimed by another execution is never taken twice.
+- Found and done: its real outcome from the deals: FILLED or PARTIALLY_FILLED with the
+  volume-weighted fill price and the slippage against the intended price; closed with
+  nothing filled: EXPIRED (order state EXPIRED) or REJECTED (BROKER_REJECTED).
+- Found and still open: it is REMOVED (TRADE_ACTION_REMOVE), not watched: after a crash
+  nobody owns it, and a halted engine must not leave orders working. Then it settles on
+  what filled before the removal (PARTIALLY_FILLED / FILLED), or REJECTED with CANCELLED.
+- Not found: once `reconcile_window` has passed since the execution's last state change
+  (the send came after it) it is provably absent: REJECTED with NOT_SENT. Before that the
+  execution waits. A SUBMITTED execution (the broker acknowledged its ticket) that the
+  terminal does not know is a reconciliation failure: the engine stays HALTED.
+
+Every change goes through the transition table (a missing intermediate state, e.g.
+SUBMITTING -> SUBMITTED before EXPIRED, is journaled as its own step) and is committed
+through the PersistenceActor before the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from actors.messages import OrderFinding, SendOutcome, SymbolSpec
+from actors.persistence import write_and_wait
+from core.clock import Clock, utc_micros
+from core.enums import TRANSITIONS, ExecutionStatus, RejectionReason
+from core.errors import PersistenceUnavailableError, ReconciliationError
+from core.models import ExecutionLog
+from core.rules import lots_to_units, pip_size, retcode_name, slippage_pips
+from storage.repository import Repository
+from storage.schema import execution_logs
+from storage.writer import WriteOp
+
+log = logging.getLogger(__name__)
+
+_S = ExecutionStatus
+_R = RejectionReason
+_ORDER_STATE_EXPIRED = 6
+_VOLUME_EPS = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryConfig:
+    """What reconciliation needs from the settings.
+
+    reconcile_window: seconds after an execution's last change before an order the
+        terminal does not have is provably absent (NOT_SENT).
+    ask_timeout: timeout of every ask to the BrokerActor and every commit.
+    recheck_interval: pause between passes over executions that must wait for the window.
+    max_wait: longest a waiting `run` keeps checking beyond the window (engine clock
+        frozen in tests, a broker that keeps failing).
+    """
+
+    reconcile_window: float = 30.0
+    ask_timeout: float = 30.0
+    pip_overrides: Mapping[str, float] = field(default_factory=dict)
+    recheck_interval: float = 0.05
+    max_wait: float = 10.0
+
+
+@dataclass(slots=True)
+class RecoveryReport:
+    """The outcome of one `Reconciler.run`."""
+
+    examined: int = 0
+    resolved: dict[str, str] = field(default_factory=dict)
+    """execution_id -> the final status it was given."""
+    waiting: list[str] = field(default_factory=list)
+    """Executions still inside the reconcile window when the run ended."""
+    failures: dict[str, str] = field(default_factory=dict)
+    """execution_id -> why it could not be reconciled."""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and not self.waiting
+
+    def error(self) -> str:
+        """One line naming the first problem (empty when ok)."""
+        if self.failures:
+            first, why = next(iter(self.failures.items()))
+            more = len(self.failures) - 1
+            return f"{first}: {why}" + (f" (+{more} more)" if more else "")
+        if self.waiting:
+            return f"{len(self.waiting)} execution(s) still inside the reconcile window"
+        return ""
+
+    def summary(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for status in self.resolved.values():
+            counts[status] = counts.get(status, 0) + 1
+        return {
+            "examined": self.examined,
+            "resolved": counts,
+            "waiting": len(self.waiting),
+            "failures": dict(self.failures),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class Reconciler:
+    """Reconciles executions through the current BrokerActor and PersistenceActor.
+
+    Not thread-safe: the Supervisor runs one reconciliation at a time.
+    """
+
+    def __init__(
+        self,
+        broker: Callable[[], Any],
+        persistence: Callable[[], pykka.ActorRef[Any]],
+        repository: Repository,
+        db: Engine,
+        clock: Clock,
+        config: RecoveryConfig,
+        on_final: Callable[[ExecutionLog], None] | None = None,
+    ) -> None:
+        self._broker = broker
+        self._persistence = persistence
+        self._repository = repository
+        self._db = db
+        self._clock = clock
+        self._config = config
+        self._on_final = on_final
+
+    # --- the run -----------------------------------------------------------------------
+
+    def run(
+        self,
+        execution_ids: Iterable[str],
+        *,
+        wait: bool,
+        stop: threading.Event | None = None,
+    ) -> RecoveryReport:
+        """Reconcile every listed execution that is still not final.
+
+        With `wait`, executions inside the reconcile window are checked again until the
+        window has passed (at most `max_wait` beyond it); without, they are reported as
+        waiting. A failure is reported per execution; the others are still reconciled.
+        """
+        started = time.monotonic()
+        report = RecoveryReport()
+        claimed = self._claimed_tickets()
+        pending: deque[str] = deque(dict.fromkeys(execution_ids))
+        deadline = started + self._config.reconcile_window + self._config.max_wait
+        seen: set[str] = set()
+        while True:
+            waiting: list[str] = []
+            while pending:
+                execution_id = pending.popleft()
+                record = self._repository.get_execution(execution_id)
+                if record is None or record.is_final:
+                    continue
+                if execution_id not in seen:
+                    seen.add(execution_id)
+                    report.examined += 1
+                try:
+                    final = self.reconcile(record, claimed)
+                except Exception as exc:
+                    log.warning("reconciling %s failed: %s", execution_id, exc)
+                    report.failures[execution_id] = f"{type(exc).__name__}: {exc}"
+                    continue
+                if final is None:
+                    waiting.append(execution_id)
+                else:
+                    report.resolved[execution_id] = final.status.value
+            if not waiting or not wait or time.monotonic() >= deadline:
+                report.waiting = waiting
+                break
+            if stop is not None and stop.wait(self._config.recheck_interval):
+                report.waiting = waiting
+                break
+            if stop is None:
+                threading.Event().wait(self._config.recheck_interval)
+            pending.extend(waiting)
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _claimed_tickets(self) -> set[int]:
+        query = select(execution_logs.c.order_id).where(execution_logs.c.order_id.is_not(None))
+        try:
+            with self._db.connect() as connection:
+                return {int(ticket) for (ticket,) in connection.execute(query)}
+        except SQLAlchemyError as exc:
+            raise PersistenceUnavailableError(
+                f"cannot read the claimed tickets: {type(exc).__name__}"
+            ) from exc
+
+    # --- one execution -----------------------------------------------------------------
+
+    def reconcile(self, record: ExecutionLog, claimed: set[int]) -> ExecutionLog | None:
+        """Settle one execution; None when it must wait for the reconcile window."""
+        if record.status is _S.PENDING and record.attempts == 0:
+            return self._finish(
+                record,
+                _S.REJECTED,
+                {},
+                reason=_R.NOT_SENT,
+                details="never reached SUBMITTING before the engine stopped (crash recovery)",
+            )
+        lots = record.intended_lots
+        if lots is None:
+            raise ReconciliationError(f"{record.status} execution has no intended lots")
+        finding = self._find(record, lots, claimed)
+        if finding is None:
+            return self._absent(record)
+        claimed.add(finding.ticket)
+        self._journal(record, "RECOVERED_FOUND", _finding_payload(finding))
+        removed = False
+        if finding.open:
+            finding = self._remove(record, finding, lots)
+            removed = True
+        return self._settle(record, finding, lots, removed)
+
+    def _find(self, record: ExecutionLog, lots: float, claimed: set[int]) -> OrderFinding | None:
+        if record.order_id:
+            by_ticket: OrderFinding = self._ask("query_order", record.order_id, lots)
+            if by_ticket.found:
+                return by_ticket
+        found: OrderFinding | None = self._ask(
+            "find_order",
+            client_id=record.client_id,
+            symbol=record.symbol,
+            direction=1 if record.direction > 0 else -1,
+            lots=lots,
+            since=record.submitted_at or record.created_at,
+            exclude=sorted(claimed - {record.order_id or 0}),
+        )
+        return found
+
+    def _absent(self, record: ExecutionLog) -> ExecutionLog | None:
+        if record.status is _S.SUBMITTED:
+            raise ReconciliationError(
+                f"order {record.order_id} was accepted by the broker but the terminal "
+                "does not know it"
+            )
+        waited = (self._clock.now() - record.updated_at).total_seconds()
+        if waited < self._config.reconcile_window:
+            return None
+        return self._finish(
+            record,
+            _S.REJECTED,
+            {"waited_seconds": round(waited, 3)},
+            reason=_R.NOT_SENT,
+            details=f"no order with client id {record.client_id} at the terminal "
+            f"{waited:.1f} s after the last send (crash recovery)",
+        )
+
+    def _remove(self, record: ExecutionLog, finding: OrderFinding, lots: float) -> OrderFinding:
+        outcome: SendOutcome = self._ask("remove_order", finding.ticket)
+        self._journal(
+            record,
+            "ORDER_REMOVE_REQUESTED",
+            {
+                "ticket": finding.ticket,
+                "retcode": outcome.retcode,
+                "retcode_name": retcode_name(outcome.retcode),
+                "comment": outcome.comment,
+                "by": "recovery",
+            },
+        )
+        after: OrderFinding = self._ask("query_order", finding.ticket, lots)
+        if after.open:
+            raise ReconciliationError(
+                f"order {finding.ticket} is still open after TRADE_ACTION_REMOVE "
+                f"({retcode_name(outcome.retcode)})"
+            )
+        return after
+
+    def _settle(
+        self, record: ExecutionLog, finding: OrderFinding, lots: float, removed: bool
+    ) -> ExecutionLog:
+        filled = round(finding.filled_volume, 8)
+        payload = _finding_payload(finding)
+        if filled > _VOLUME_EPS:
+            return self._filled(record, finding, lots, removed)
+        if removed:
+            return self._finish(
+                record,
+                _S.REJECTED,
+                payload,
+                reason=_R.CANCELLED,
+                details=f"order {finding.ticket} was still open after the restart; removed "
+                "with nothing filled (crash recovery)",
+                order_id=finding.ticket,
+            )
+        if finding.state == _ORDER_STATE_EXPIRED:
+            return self._finish(
+                record,
+                _S.EXPIRED,
+                payload,
+                reason=_R.ORDER_TIMEOUT,
+                details=f"order {finding.ticket} expired with nothing filled",
+                order_id=finding.ticket,
+            )
+        return self._finish(
+            record,
+            _S.REJECTED,
+            payload,
+            reason=_R.BROKER_REJECTED,
+            details=f"order {finding.ticket} closed with nothing filled (state {finding.state})",
+            order_id=finding.ticket,
+        )
+
+    def _filled(
+        self, record: ExecutionLog, finding: OrderFinding, lots: float, removed: bool
+    ) -> ExecutionLog:
+        spec: SymbolSpec | None = self._ask("symbol_spec", record.symbol)
+        if spec is None:
+            raise ReconciliationError(f"symbol {record.symbol} is unknown to the terminal")
+        filled = round(finding.filled_volume, 8)
+        price = finding.vwap if finding.vwap is not None else 0.0
+        pip = pip_size(spec.digits, spec.point, self._config.pip_overrides.get(record.symbol))
+        signed: float | None = None
+        absolute: float | None = None
+        if record.intended_price is not None and price > 0:
+            signed, absolute = slippage_pips(
+                1 if record.direction > 0 else -1, record.intended_price, price, pip
+            )
+        complete = filled >= lots - _VOLUME_EPS
+        reason: RejectionReason | None = None
+        details: str | None = None
+        if not complete:
+            details = f"filled {filled} of {lots} lots"
+            if removed:
+                reason = _R.CANCELLED
+                details += "; the rest was removed by crash recovery"
+        return self._finish(
+            record,
+            _S.FILLED if complete else _S.PARTIALLY_FILLED,
+            {**_finding_payload(finding), "pip_size": pip},
+            reason=reason,
+            details=details,
+            broker_time_msc=finding.time_msc,
+            order_id=finding.ticket,
+            executed_lots=filled,
+            executed_units=lots_to_units(filled, spec.trade_contract_size),
+            fill_price=round(price, spec.digits + 3),
+            slippage_pips=signed,
+            slippage_abs_pips=absolute,
+            filled_at=self._clock.now(),
+        )
+
+    # --- writing -----------------------------------------------------------------------
+
+    def _finish(
+        self,
+        record: ExecutionLog,
+        status: ExecutionStatus,
+        payload: dict[str, Any],
+        *,
+        reason: RejectionReason | None,
+        details: str | None,
+        broker_time_msc: int | None = None,
+        **changes: Any,
+    ) -> ExecutionLog:
+        """Walk the transition table to `status`, one committed step at a time."""
+        path = _path(record.status, status)
+        if path is None:
+            raise ReconciliationError(f"no transition from {record.status} to {status}")
+        current = record
+        for step in path[:-1]:
+            current = self._commit(
+                current, step, "RECOVERY_STEP", {}, order_id=changes.get("order_id")
+            )
+        final = self._commit(
+            current,
+            status,
+            f"RECOVERED_{status.value}",
+            {**payload, "reason": reason.value if reason else None, "details": details},
+            broker_time_msc=broker_time_msc,
+            rejection_reason=reason,
+            rejection_details=details,
+            **changes,
+        )
+        if self._on_final is not None:
+            self._on_final(final)
+        return final
+
+    def _commit(
+        self,
+        record: ExecutionLog,
+        status: ExecutionStatus,
+        event: str,
+        payload: dict[str, Any],
+        broker_time_msc: int | None = None,
+        **changes: Any,
+    ) -> ExecutionLog:
+        if broker_time_msc is not None:
+            changes["broker_time_msc"] = broker_time_msc
+        if changes.get("order_id") is None:
+            changes.pop("order_id", None)
+        updated = record.evolve(updated_at=self._clock.now(), status=status, **changes)
+        op = WriteOp(
+            execution_id=record.execution_id,
+            event_type=event,
+            payload={"status": status.value, "recovery": True, **payload},
+            engine_time_us=utc_micros(updated.updated_at),
+            broker_time_msc=broker_time_msc,
+            projection=updated,
+        )
+        write_and_wait(self._persistence(), [op], self._config.ask_timeout)
+        return updated
+
+    def _journal(self, record: ExecutionLog, event: str, payload: dict[str, Any]) -> None:
+        op = WriteOp(
+            execution_id=record.execution_id,
+            event_type=event,
+            payload={"recovery": True, **payload},
+            engine_time_us=utc_micros(self._clock.now()),
+        )
+        write_and_wait(self._persistence(), [op], self._config.ask_timeout)
+
+    def _ask(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return getattr(self._broker(), method)(*args, **kwargs).get(
+                timeout=self._config.ask_timeout
+            )
+        except pykka.ActorDeadError as exc:
+            raise ReconciliationError(f"the broker actor is not running ({method})") from exc
+        except pykka.Timeout as exc:
+            raise ReconciliationError(f"the broker did not answer {method} in time") from exc
+
+
+def _path(start: ExecutionStatus, goal: ExecutionStatus) -> list[ExecutionStatus] | None:
+    """The shortest way from `start` to `goal` through the transition table."""
+    frontier: deque[list[ExecutionStatus]] = deque([[start]])
+    seen = {start}
+    while frontier:
+        route = frontier.popleft()
+        for nxt in sorted(TRANSITIONS[route[-1]]):
+            if nxt in seen:
+                continue
+            if nxt is goal:
+                return [*route[1:], nxt]
+            seen.add(nxt)
+            frontier.append([*route, nxt])
+    return None
+
+
+def _finding_payload(finding: OrderFinding) -> dict[str, Any]:
+    return {
+        "ticket": finding.ticket,
+        "open": finding.open,
+        "state": finding.state,
+        "filled_volume": finding.filled_volume,
+        "vwap": finding.vwap,
+        "deals": [[d.ticket, d.volume, d.price] for d in finding.deals],
+    }
+
+
+__all__ = ["Reconciler", "RecoveryConfig", "RecoveryReport"]

@@ -1,0 +1,631 @@
+"""Supervisor: starts, watches and restarts the actors, and owns the kill switch.
+
+Pykka has no supervision of its own, so this module builds it. The Supervisor starts the
+PersistenceActor, then the BrokerActor, reconciles every execution that is not final
+(`actors.recovery`), and only then lets trading become ACTIVE. A watcher thread then
+sees every way a Pykka actor can die:
+
+- a `tell` that raised: Pykka calls `on_failure`, which the supervised actor reports;
+- an exception in `on_start` (Pykka skips `on_failure`): the actor reports it itself;
+- a hung actor: the watcher's `Heartbeat` ask (non-blocking) is not answered within the
+  heartbeat timeout (`ask_timeout_seconds`); the hung incarnation is fenced (it never
+  touches the terminal or the journal again) and replaced;
+- a dead reference met by anyone: `broker_proxy()` / `persistence_ref()` wake the
+  watcher, which finds `is_alive()` false (it also looks on every pass).
+
+Dead children are restarted one-for-one, OTP-style (`actors._children`); restarts and
+OrderActor crashes count in one sliding window. More than `restart_intensity` within
+`restart_period_seconds` and the Supervisor stops restarting and halts trading, saying
+why; `resume()` revives the children after a successful reconciliation. An OrderActor
+that died (a crash, or a write the store refused) leaves an orphan execution, which the
+recovery thread reconciles with the terminal exactly as startup recovery does.
+
+The kill switch (`actors._kill_switch`) is persisted and journaled with who, when and
+why; an engine that was halted boots halted. `halt()` first closes the shared
+`TradingSwitch` that the BrokerActor checks under its gate right before each
+`order_send`, so no send starts after `halt()` returns, not even one already queued in
+the broker's inbox. Trading halts on its own when the restart intensity is exceeded,
+the terminal stays disconnected longer than `disconnect_halt_seconds`, reconciliation
+fails at start, or a journal write fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+from sqlalchemy import Engine
+
+from actors._children import Child, Children, ChildState, RestartWindow
+from actors._kill_switch import KillSwitch
+from actors._scheduler import Scheduler
+from actors._supervised import (
+    ChildHooks,
+    FaultPlan,
+    ObservedWriter,
+    SupervisedBroker,
+    SupervisedOrder,
+    SupervisedPersistence,
+)
+from actors.broker import BrokerConfig
+from actors.messages import Halt, InjectFault, NewExecution, Rewatch
+from actors.metrics import EngineMetrics
+from actors.order import OrderContext
+from actors.persistence import write_and_wait
+from actors.recovery import Reconciler, RecoveryConfig, RecoveryReport
+from core.clock import Clock, utc_micros
+from core.enums import TradingState
+from core.errors import ConfigurationError, PersistenceError, ReconciliationError
+from core.models import TradingStateRecord
+from core.settings import Settings
+from storage.repository import Repository
+from storage.writer import WriteOp
+
+log = logging.getLogger(__name__)
+
+SUPERVISOR = "supervisor"
+"""`changed_by` of the automatic halts."""
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorConfig:
+    """Timings of supervision (the defaults of `from_settings`).
+
+    restart_intensity / restart_period: more restarts than this within the period halt
+        trading and end the restarting (OTP's intensity and period; default 5 in 10 s).
+    heartbeat_interval / heartbeat_timeout: how often each child is asked `Heartbeat`,
+        and how long an answer may take before the child counts as hung.
+    disconnect_halt_after: seconds of a disconnected terminal before trading halts.
+    tick: the watcher's pass period (a reported death wakes it at once).
+    ask_timeout: commits and broker asks made by the Supervisor itself.
+    recovery_interval: pass period of the thread that reconciles orphan executions.
+    """
+
+    restart_intensity: int = 5
+    restart_period: float = 10.0
+    heartbeat_interval: float = 0.5
+    heartbeat_timeout: float = 30.0
+    disconnect_halt_after: float = 30.0
+    tick: float = 0.05
+    ask_timeout: float = 30.0
+    recovery_interval: float = 0.1
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SupervisorConfig:
+        return cls(
+            restart_intensity=settings.restart_intensity,
+            restart_period=settings.restart_period_seconds,
+            heartbeat_interval=min(0.5, settings.ask_timeout_seconds / 4),
+            heartbeat_timeout=settings.ask_timeout_seconds,
+            disconnect_halt_after=settings.disconnect_halt_seconds,
+            ask_timeout=settings.ask_timeout_seconds,
+            recovery_interval=min(0.25, settings.reconcile_window_seconds / 3),
+        )
+
+    @property
+    def connection_interval(self) -> float:
+        return max(min(0.5, self.disconnect_halt_after / 4), self.tick)
+
+
+class Supervisor:
+    """Owns the Persistence and Broker actors, the OrderActors' registry and the kill switch."""
+
+    def __init__(
+        self,
+        *,
+        terminal: Any,
+        db: Engine,
+        repository: Repository,
+        settings: Settings,
+        broker_config: BrokerConfig,
+        clock: Clock,
+        scheduler: Scheduler,
+        metrics: EngineMetrics | None = None,
+        config: SupervisorConfig | None = None,
+    ) -> None:
+        self.terminal = terminal
+        self.db = db
+        self.repository = repository
+        self.config = cfg = config or SupervisorConfig.from_settings(settings)
+        self.faults = FaultPlan()
+        self._clock = clock
+        self._metrics = metrics
+        self._lock = threading.RLock()
+        self._state_lock = threading.RLock()
+        self._reconcile_lock = threading.Lock()
+        self._orders: dict[str, pykka.ActorRef[Any]] = {}
+        self._starting: set[str] = set()
+        self._orphans: set[str] = set()
+        self._pending_events: list[WriteOp] = []
+        self._journal_error: str | None = None
+        self._connected: bool | None = None
+        self._disconnected_since: float | None = None
+        self._health_future: pykka.Future[Any] | None = None
+        self._health_sent = 0.0
+        self._next_health = 0.0
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._recovery_wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.order_crashes = 0
+        self.last_recovery: RecoveryReport | None = None
+        self.window = RestartWindow(cfg.restart_intensity, cfg.restart_period)
+        self.kill_switch = KillSwitch(
+            self.persistence_ref, clock, cfg.ask_timeout, self._recovery_wake.set
+        )
+        self.switch = self.kill_switch.switch
+
+        def persistence(hooks: ChildHooks) -> pykka.ActorRef[Any]:
+            return SupervisedPersistence.start(
+                hooks,
+                lambda: ObservedWriter(db, self._journal_result),
+                max_batch=settings.group_commit_max,
+                on_commit=metrics.db_written if metrics is not None else None,
+            )
+
+        def broker(hooks: ChildHooks) -> pykka.ActorRef[Any]:
+            return SupervisedBroker.start(
+                hooks, terminal, broker_config, clock, scheduler, metrics, switch=self.switch
+            )
+
+        self.children = Children(
+            [("persistence", persistence), ("broker", broker)],
+            faults=self.faults,
+            window=self.window,
+            heartbeat_interval=cfg.heartbeat_interval,
+            heartbeat_timeout=cfg.heartbeat_timeout,
+            on_death=self._wake.set,
+            on_restarted=self._restarted,
+        )
+        self._persistence = self.children.get("persistence")
+        self._broker = self.children.get("broker")
+        self.reconciler = Reconciler(
+            self.broker_proxy,
+            self.persistence_ref,
+            repository,
+            db,
+            clock,
+            RecoveryConfig(
+                reconcile_window=settings.reconcile_window_seconds,
+                ask_timeout=settings.ask_timeout_seconds,
+                pip_overrides=dict(settings.pip_size_overrides),
+            ),
+            on_final=metrics.execution_final if metrics is not None else None,
+        )
+
+    @property
+    def total_restarts(self) -> int:
+        return self.children.total_restarts
+
+    # --- start ----------------------------------------------------------------------------
+
+    def start(self) -> RecoveryReport:
+        """Start the children in order, reconcile, set the trading state, then watch.
+
+        Returns the startup recovery report. Trading is ACTIVE afterwards only when
+        reconciliation succeeded and the persisted state was not HALTED.
+        """
+        self.children.start_all()
+        persisted = self.repository.trading_state()
+        with self._reconcile_lock:
+            report = self.reconciler.run(
+                [r.execution_id for r in self.repository.non_final()],
+                wait=True,
+                stop=self._stopping,
+            )
+        self.last_recovery = report
+        if report.examined:
+            log.info("startup recovery: %s", report.summary())
+        if not report.ok:
+            self.halt(f"reconciliation failed at start: {report.error()}", SUPERVISOR)
+        elif persisted is not None and persisted.state == TradingState.HALTED.value:
+            self.kill_switch.restore(True, persisted.reason)
+            self._tell_broker("set_halted", True)
+        else:
+            self.kill_switch.restore(False, "")
+        for target, name in (
+            (self._watch_loop, "ee-supervisor"),
+            (self._recovery_loop, "ee-recovery"),
+        ):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return report
+
+    # --- the children as callers see them --------------------------------------------------
+
+    def broker_proxy(self) -> Any:
+        """The current BrokerActor's proxy (OrderActors call this for every request)."""
+        if not self._broker.alive():
+            self._wake.set()
+        return self._broker.current_proxy()
+
+    def persistence_ref(self) -> pykka.ActorRef[Any]:
+        """The current PersistenceActor (a dead one makes `write_and_wait` fail cleanly)."""
+        ref = self._persistence.ref
+        if ref is None:
+            raise pykka.ActorDeadError("the persistence actor is not running")
+        if not ref.is_alive():
+            self._wake.set()
+        return ref
+
+    def start_order(self, job: NewExecution, ctx: OrderContext) -> pykka.ActorRef[Any]:
+        """Start (and watch) the OrderActor of one execution."""
+        execution_id = job.execution_id
+        hooks = ChildHooks(
+            f"order {execution_id}",
+            lambda how, exc: self._order_died(execution_id, how, exc),
+            self.faults,
+        )
+        with self._lock:
+            self._starting.add(execution_id)  # live before its first write can land
+        try:
+            ref = SupervisedOrder.start(hooks, job, ctx)
+            with self._lock:
+                self._orders[execution_id] = ref
+        finally:
+            with self._lock:
+                self._starting.discard(execution_id)
+        return ref
+
+    def order_finished(self, execution_id: str) -> None:
+        with self._lock:
+            self._orders.pop(execution_id, None)
+
+    def live_orders(self) -> dict[str, pykka.ActorRef[Any]]:
+        with self._lock:
+            return dict(self._orders)
+
+    def is_live(self, execution_id: str) -> bool:
+        with self._lock:
+            return execution_id in self._orders or execution_id in self._starting
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._orders)
+
+    # --- deaths ---------------------------------------------------------------------------
+
+    def _order_died(self, execution_id: str, how: str, exc: BaseException | None) -> None:
+        # A write the store refused is the store's failure (it halts trading by itself),
+        # not a crash of this actor: it does not count toward the restart intensity.
+        crash = not isinstance(exc, PersistenceError)
+        level = logging.ERROR if crash else logging.WARNING
+        log.log(level, "the OrderActor of %s died (%s: %r)", execution_id, how, exc)
+        with self._lock:
+            self._orders.pop(execution_id, None)
+            self._orphans.add(execution_id)
+            if crash:
+                self.order_crashes += 1
+        if crash:
+            self.window.record()
+            if self._metrics is not None:
+                self._metrics.restarted("order")
+        self._wake.set()
+        self._recovery_wake.set()
+
+    def _restarted(self, child: Child, why: str) -> None:
+        """After a child's new incarnation started (on the watcher thread)."""
+        if self._metrics is not None:
+            self._metrics.restarted(child.name)
+        with self._lock:
+            self._pending_events.append(
+                self._event("ACTOR_RESTARTED", {"actor": child.name, "why": why})
+            )
+        if child is self._broker:
+            self._tell_broker("set_halted", self.switch.halted)
+            for ref in self.live_orders().values():
+                _tell(ref, Rewatch())  # the new broker knows no watched order
+        self._recovery_wake.set()
+
+    # --- the watcher ----------------------------------------------------------------------
+
+    def _watch_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(self.config.tick)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self._watch_once()
+            except Exception:
+                log.exception("supervisor pass failed")
+
+    def _watch_once(self) -> None:
+        self.children.check_all()
+        self._check_orders()
+        self._check_connection()
+        if self.switch.halted:
+            return
+        if self.children.escalated:
+            self.halt(self.children.escalated, SUPERVISOR, automatic=True)
+        elif self.window.exceeded():
+            self.halt(
+                f"restart intensity exceeded: more than {self.window.intensity} restarts "
+                f"and actor crashes within {self.window.period:g} s",
+                SUPERVISOR,
+                automatic=True,
+            )
+        elif self._journal_error is not None:
+            self.halt(f"journal writes failing: {self._journal_error}", SUPERVISOR, automatic=True)
+
+    def _check_orders(self) -> None:
+        with self._lock:
+            dead = [eid for eid, ref in self._orders.items() if not ref.is_alive()]
+            for execution_id in dead:
+                del self._orders[execution_id]
+                self._orphans.add(execution_id)
+        if dead:
+            self._recovery_wake.set()
+
+    def _check_connection(self) -> None:
+        now = time.monotonic()
+        if not self._broker.alive():
+            self._health_future = None
+            return
+        future = self._health_future
+        if future is None:
+            if now >= self._next_health:
+                self._health_future = self._broker.current_proxy().health()
+                self._health_sent = now
+            return
+        try:
+            health = future.get(timeout=0)
+        except pykka.Timeout:
+            if now - self._health_sent > self.config.heartbeat_timeout:
+                self._health_future = None  # the heartbeat deals with a hung broker
+            return
+        except Exception:
+            health = {"connected": False}
+        self._health_future = None
+        self._next_health = now + self.config.connection_interval
+        self._note_connection(bool(health.get("connected")), now)
+
+    def _note_connection(self, connected: bool, now: float) -> None:
+        self._connected = connected
+        if connected:
+            self._disconnected_since = None
+            return
+        if self._disconnected_since is None:
+            self._disconnected_since = now
+            return
+        down = now - self._disconnected_since
+        if down >= self.config.disconnect_halt_after and not self.switch.halted:
+            self.halt(
+                f"terminal disconnected for {down:.1f} s "
+                f"(limit {self.config.disconnect_halt_after:g} s)",
+                SUPERVISOR,
+                automatic=True,
+            )
+
+    def _journal_result(self, exc: BaseException | None) -> None:
+        """From the PersistenceActor's thread: never blocks, never writes. A failure stays
+        noted (and trading halted) until `resume()`."""
+        if exc is not None:
+            self._journal_error = str(exc)
+            self._wake.set()
+
+    # --- the recovery thread --------------------------------------------------------------
+
+    def _recovery_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._recovery_wake.wait(self.config.recovery_interval)
+            self._recovery_wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self._flush_pending()
+                self._recover_orphans()
+            except (PersistenceError, ReconciliationError, pykka.ActorDeadError) as exc:
+                log.warning("recovery pass deferred: %s", exc)
+            except Exception:
+                log.exception("recovery pass failed")
+
+    def _flush_pending(self) -> None:
+        """Write what the store could not take before; raises while it still cannot."""
+        timeout = min(self.config.ask_timeout, 2.0)
+        self.kill_switch.flush(timeout)
+        with self._lock:
+            events, self._pending_events = self._pending_events, []
+        if events:
+            try:
+                write_and_wait(self.persistence_ref(), events, timeout)
+            except (PersistenceError, pykka.ActorDeadError):
+                with self._lock:
+                    self._pending_events = events + self._pending_events
+                raise
+
+    def _recover_orphans(self) -> None:
+        with self._lock:
+            orphans = sorted(self._orphans - set(self._orders) - self._starting)
+        if not orphans or not self.children.alive():
+            return
+        with self._reconcile_lock:
+            report = self.reconciler.run(orphans, wait=False, stop=self._stopping)
+        with self._lock:
+            self._orphans -= set(orphans) - set(report.waiting) - set(report.failures)
+        if report.resolved:
+            log.info("recovered orphan executions: %s", report.summary())
+
+    def reconcile_all(self) -> None:
+        """Queue every execution that is not final and has no live OrderActor."""
+        ids = {r.execution_id for r in self.repository.non_final()}
+        with self._lock:
+            self._orphans |= ids - set(self._orders) - self._starting
+        self._recovery_wake.set()
+
+    def orphans(self) -> int:
+        with self._lock:
+            return len(self._orphans)
+
+    def recovered(self) -> bool:
+        """Whole again: trading ACTIVE, every child alive, no orphan left to reconcile."""
+        return not self.switch.halted and self.children.alive() and not self.orphans()
+
+    # --- the kill switch ------------------------------------------------------------------
+
+    def trading_state(self) -> TradingStateRecord | None:
+        return self.repository.trading_state()
+
+    def halt(self, reason: str, by: str, *, automatic: bool = False) -> None:
+        """Stop trading. When this returns no `order_send` starts (the switch is the
+        broker's gate), every execution not yet sent is rejected with TRADING_HALTED at its
+        next stage, and orders still open are being removed. The change is persisted and
+        journaled; if the store cannot take it now, it is written as soon as it can."""
+        with self._state_lock:
+            if automatic and self.switch.halted:
+                return
+            log.warning("halting trading (by %s): %s", by, reason)
+            self.kill_switch.engage(reason, by)
+            self._tell_broker("set_halted", True)
+        for ref in self.live_orders().values():
+            _tell(ref, Halt(reason))
+        try:
+            self.reconcile_all()  # orphans: PENDING rejected, open orders removed
+        except PersistenceError:
+            log.warning("cannot list open executions now; the recovery thread retries")
+
+    def resume(self, by: str, reason: str = "resumed") -> RecoveryReport:
+        """Trade again, only once the children are up, the terminal is connected, and a
+        reconciliation of every execution without a live OrderActor succeeded: raises
+        `ReconciliationError` otherwise (or `PersistenceError`), and trading stays HALTED."""
+        with self._state_lock:
+            revived = self.children.revive()
+            if revived:
+                log.warning("resume revived %d actor(s)", revived)
+            self._require_connected()
+            self._flush_pending()
+            ids = [
+                r.execution_id
+                for r in self.repository.non_final()
+                if not self.is_live(r.execution_id)
+            ]
+            with self._reconcile_lock:
+                report = self.reconciler.run(ids, wait=True, stop=self._stopping)
+            if not report.ok:
+                raise ReconciliationError(f"not resumed: reconciliation failed: {report.error()}")
+            with self._lock:
+                self._orphans -= set(ids)
+            self._journal_error = None
+            self._disconnected_since = None
+            self.kill_switch.release(reason, by)
+            self._tell_broker("set_halted", False)
+            log.warning("trading resumed (by %s): %s", by, reason)
+            return report
+
+    def _require_connected(self) -> None:
+        try:
+            health = self.broker_proxy().health().get(timeout=self.config.ask_timeout)
+        except (pykka.ActorDeadError, pykka.Timeout) as exc:
+            raise ReconciliationError(f"not resumed: the broker does not answer ({exc})") from exc
+        if not health.get("connected"):
+            raise ReconciliationError("not resumed: the terminal is not connected")
+        self._note_connection(True, time.monotonic())
+
+    def _event(self, event_type: str, payload: dict[str, Any]) -> WriteOp:
+        return WriteOp(
+            execution_id=None,
+            event_type=event_type,
+            payload=payload,
+            engine_time_us=utc_micros(self._clock.now()),
+        )
+
+    def _tell_broker(self, method: str, *args: Any) -> None:
+        try:
+            getattr(self.broker_proxy(), method)(*args)
+        except pykka.ActorDeadError:
+            log.info("broker not running for %s", method)
+
+    # --- health, faults, drills -----------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """A snapshot for `/health`; it never waits on an actor."""
+        actors: dict[str, Any] = self.children.describe()
+        with self._lock:
+            actors["orders"] = {
+                "state": ChildState.ALIVE.value,
+                "in_flight": len(self._orders),
+                "crashes": self.order_crashes,
+                "orphans_pending": len(self._orphans),
+            }
+        since = self._disconnected_since
+        down = None if since is None else round(time.monotonic() - since, 3)
+        halted = self.switch.halted
+        return {
+            "trading_state": (TradingState.HALTED if halted else TradingState.ACTIVE).value,
+            "halted_reason": self.switch.reason if halted else None,
+            "trading_state_persisted": self.kill_switch.persisted,
+            "broker": {"connected": self._connected, "disconnected_seconds": down},
+            "database": {"ok": self.repository.ping(), "journal_error": self._journal_error},
+            "actors": actors,
+            "restarts": self.total_restarts,
+            "restarts_in_window": self.window.count(),
+            "restart_intensity": f"{self.window.intensity} in {self.window.period:g} s",
+            "escalated": self.children.escalated or None,
+        }
+
+    def inject(self, target: str, kind: str = "crash", **options: Any) -> None:
+        """A drill's fault: `target` is "broker", "persistence" or an execution id; `kind`
+        is "crash" (a failing tell) or "hang" (see `InjectFault`)."""
+        if target in ("broker", "persistence"):
+            ref = self.children.get(target).ref
+        else:
+            ref = self.live_orders().get(target)
+        if ref is None:
+            raise ValueError(f"no live actor {target!r}")
+        ref.tell(InjectFault(kind, **options))
+
+    def drill(
+        self,
+        name: str,
+        executions: int = 200,
+        seed: int = 0,
+        database_url: str | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """Run failover drill `name` in a scratch engine of its own (a new simulated
+        terminal and store; this engine is not touched). Refused unless this engine's own
+        terminal is the simulated one: drills never run where a real terminal is."""
+        from actors.drills import run_drill
+        from terminals.simulated import SimulatedTerminal
+
+        if not isinstance(self.terminal, SimulatedTerminal):
+            raise ConfigurationError("drills run only where the terminal is the simulated one")
+        return run_drill(
+            name, executions=executions, seed=seed, database_url=database_url, progress=progress
+        )
+
+    # --- stop -----------------------------------------------------------------------------
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop watching, then the OrderActors, then the children in reverse order."""
+        self._stopping.set()
+        self._wake.set()
+        self._recovery_wake.set()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+        refs = list(self.live_orders().values())
+        for ref in refs:
+            ref.stop(block=False)
+        for ref in refs:
+            try:
+                ref.stop(block=True, timeout=timeout)
+            except pykka.Timeout:
+                log.warning("an order actor did not stop within %s s", timeout)
+        self.children.stop_all(timeout)
+
+
+def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        return
+
+
+__all__ = ["ChildState", "Supervisor", "SupervisorConfig"]

@@ -1,0 +1,162 @@
+"""Executions: submit an RPM message, read one execution, list recent ones."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import JSONResponse
+
+from actors.facade import ExecutionFacade
+from api.blocking import read_storage, run_blocking, wait_for
+from api.config import MAX_EXECUTE_WAIT_SECONDS, MAX_HISTORY_LIMIT
+from api.deps import ConfigDep, FacadeDep, TraderDep, ViewerDep, WaitersDep
+from api.errors import ErrorBody
+from api.schemas import EXECUTION_ID_PATTERN, SYMBOL_PATTERN, ExecutionAccepted
+from core.enums import ExecutionStatus
+from core.errors import InvalidRequestError, PersistenceUnavailableError
+from core.models import MAX_SYMBOL_LENGTH, ExecutionConfirmation, ExecutionLog, RPMOutput
+
+router = APIRouter(tags=["executions"])
+
+ExecutionId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=128,
+        pattern=EXECUTION_ID_PATTERN,
+        description="The id `POST /execute` returned.",
+    ),
+]
+
+_RECORD_GRACE_SECONDS = 5.0
+"""After the wait, how long to look for the PENDING row the OrderActor writes first."""
+
+
+@router.post(
+    "/execute",
+    response_model=ExecutionConfirmation,
+    summary="Execute one RPM message",
+    responses={
+        202: {"model": ExecutionAccepted, "description": "Not final within the wait; poll it."},
+        409: {"model": ErrorBody, "description": "Decision id reused with another payload."},
+        422: {"model": ErrorBody, "description": "Invalid RPM message (names the field)."},
+        503: {"model": ErrorBody, "description": "Database or engine unavailable."},
+    },
+)
+async def execute(
+    rpm: RPMOutput,
+    facade: FacadeDep,
+    config: ConfigDep,
+    waiters: WaitersDep,
+    _: TraderDep,
+    wait: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=MAX_EXECUTE_WAIT_SECONDS,
+            description="Seconds to wait for the final state (default and cap: the server's "
+            "configured wait); 0 answers 202 at once.",
+        ),
+    ] = None,
+) -> ExecutionConfirmation | JSONResponse:
+    """Run the RPM's decision through the engine. Answers 200 with the confirmation once the
+    execution is final (FILLED, PARTIALLY_FILLED, REJECTED or EXPIRED: a rejection is a
+    result, not an error), or 202 with its id if it is still in flight after the wait.
+    Idempotent on `decision.decision_id`: a repeat answers the same execution."""
+    _refuse_nul_characters(rpm)
+    future = await run_blocking(facade.submit, rpm)
+    limit = config.execute_wait_seconds if wait is None else min(wait, config.execute_wait_seconds)
+    confirmation = await wait_for(future, limit, waiters)
+    if confirmation is not None:
+        return confirmation
+    record = await _recorded(facade, rpm.decision_id)
+    accepted = ExecutionAccepted(
+        execution_id=record.execution_id,
+        rpm_decision_id=record.rpm_decision_id,
+        status=record.status,
+        location=f"/executions/{record.execution_id}",
+    )
+    return JSONResponse(
+        accepted.model_dump(mode="json"), status_code=202, headers={"Location": accepted.location}
+    )
+
+
+def _refuse_nul_characters(rpm: RPMOutput) -> None:
+    """PostgreSQL cannot store a NUL character (in text or in JSON), so a message holding
+    one, anywhere, is refused here instead of failing the write-ahead record."""
+    problems = tuple(
+        f"{where}: must not contain NUL characters"
+        for where in _nul_paths(rpm.model_dump(mode="json"), "body")
+    )
+    if problems:
+        raise InvalidRequestError("invalid RPM message: " + "; ".join(problems), errors=problems)
+
+
+def _nul_paths(value: Any, where: str) -> Iterator[str]:
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield where
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{where}.{str(key).replace(chr(0), '?')}"
+            if "\x00" in str(key):
+                yield name
+            yield from _nul_paths(item, name)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _nul_paths(item, f"{where}.{index}")
+
+
+async def _recorded(facade: ExecutionFacade, decision_id: str) -> ExecutionLog:
+    """The execution's committed row. The OrderActor writes it first thing, so it is there
+    unless the database is failing, in which case the caller may retry the same message."""
+    with anyio.move_on_after(_RECORD_GRACE_SECONDS):
+        delay = 0.005
+        while True:
+            record = await run_blocking(facade.repository.get_by_decision_id, decision_id)
+            if record is not None:
+                return record
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+    raise PersistenceUnavailableError(
+        f"execution of decision {decision_id!r} is not recorded yet; "
+        "send the same message again to learn its outcome (it is idempotent)"
+    )
+
+
+@router.get(
+    "/executions/{execution_id}",
+    response_model=ExecutionLog,
+    summary="One execution, in full",
+    responses={404: {"model": ErrorBody, "description": "No execution has this id."}},
+)
+async def get_execution(execution_id: ExecutionId, facade: FacadeDep, _: ViewerDep) -> ExecutionLog:
+    return await read_storage(facade.metrics, facade.get_execution, execution_id)
+
+
+@router.get(
+    "/history",
+    response_model=list[ExecutionLog],
+    summary="Recent executions, newest first",
+)
+async def history(
+    facade: FacadeDep,
+    _: ViewerDep,
+    symbol: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=MAX_SYMBOL_LENGTH,
+            pattern=SYMBOL_PATTERN,
+            description="Only this symbol, e.g. EURUSD.",
+        ),
+    ] = None,
+    status: Annotated[ExecutionStatus | None, Query(description="Only this status.")] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_HISTORY_LIMIT, description="How many, newest first.")
+    ] = 50,
+) -> list[ExecutionLog]:
+    return await read_storage(facade.metrics, facade.get_execution_history, symbol, status, limit)

@@ -1,0 +1,45 @@
+"""The kill switch: read it, halt trading (trader), resume it (admin)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.blocking import read_storage, run_blocking
+from api.deps import AdminDep, FacadeDep, TraderDep, ViewerDep
+from api.errors import ErrorBody
+from api.schemas import HaltRequest, ResumeRequest, TradingStateOut
+
+router = APIRouter(tags=["trading"])
+
+
+@router.get("/trading-state", response_model=TradingStateOut, summary="The kill switch")
+async def trading_state(facade: FacadeDep, _: ViewerDep) -> TradingStateOut:
+    record = await read_storage(facade.metrics, facade.trading_state)
+    return TradingStateOut.of(record)
+
+
+@router.post(
+    "/halt",
+    response_model=TradingStateOut,
+    summary="Stop trading now",
+    responses={503: {"model": ErrorBody, "description": "The halt could not be journaled."}},
+)
+async def halt(body: HaltRequest, facade: FacadeDep, caller: TraderDep) -> TradingStateOut:
+    """Nothing is sent to the terminal after this answers; executions not yet sent are
+    rejected. Journaled with the reason and the caller's identity."""
+    await run_blocking(facade.halt, body.reason, caller.identity)
+    return TradingStateOut.of(await read_storage(facade.metrics, facade.trading_state))
+
+
+@router.post(
+    "/resume",
+    response_model=TradingStateOut,
+    summary="Let trading start again",
+    responses={503: {"model": ErrorBody, "description": "The resume could not be journaled."}},
+)
+async def resume(body: ResumeRequest, facade: FacadeDep, caller: AdminDep) -> TradingStateOut:
+    """Journaled with the reason and the caller's identity. Needs the admin role: halting
+    is cheap, resuming is privileged. Trading resumes only after a successful
+    reconciliation with the terminal (503 otherwise, and trading stays halted)."""
+    await run_blocking(facade.resume, caller.identity, body.reason)
+    return TradingStateOut.of(await read_storage(facade.metrics, facade.trading_state))

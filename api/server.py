@@ -1,0 +1,125 @@
+"""`execution-engine serve`: the engine and its HTTP API in one process, under uvicorn.
+
+Order of work: logging, settings, tokens, the engine (which migrates the database first, so
+a fresh database works), then the socket, then the URL (and a generated token) printed, then
+uvicorn. The app stops the engine when uvicorn shuts down (SIGINT or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import socket
+import sys
+from typing import TextIO
+
+import uvicorn
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from actors.facade import create_execution_engine
+from api.app import create_app
+from api.auth import TokenTable, generate_admin_token, token_identity
+from api.config import ApiConfig
+from api.logs import configure_logging
+from core.settings import Settings, load_settings
+from storage.db import default_sqlite_url, redact_url
+
+
+def _secrets_of(settings: Settings, tokens: dict[str, str], database_url: str) -> list[str]:
+    found = list(tokens)
+    if settings.mt5_password is not None:
+        found.append(settings.mt5_password.get_secret_value())
+    try:
+        password = make_url(database_url).password
+    except ArgumentError:  # an unparseable URL fails later, with its own message
+        password = None
+    if password:
+        found.append(str(password))
+    return found
+
+
+def _write(stream: TextIO, line: str) -> None:
+    stream.write(line + "\n")
+    stream.flush()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is not in 0-65535")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _url(sock: socket.socket, host: str) -> str:
+    port = sock.getsockname()[1]
+    shown = "127.0.0.1" if host in {"0.0.0.0", ""} else host  # noqa: S104 - only for display
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    database_url: str | None = None,
+    config: ApiConfig | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> None:
+    """Run the engine and its API until interrupted. Writes the URL (and, when
+    EE_API_TOKENS is unset, a generated admin token, once) to `out` (stdout), progress to
+    `err` (stderr)."""
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
+    settings = load_settings()
+    tokens = settings.api_token_roles()
+    generated = None
+    if not tokens:
+        generated = generate_admin_token()
+        tokens = {generated: "admin"}
+    url = database_url or settings.database_url or default_sqlite_url()
+    configure_logging(settings.log_format, settings.log_level, _secrets_of(settings, tokens, url))
+
+    sock = _listen(host, port)
+    try:
+        _write(err, f"starting the engine on {redact_url(url)} (terminal: {settings.terminal})")
+        facade = create_execution_engine(database_url=url, settings=settings)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        api_config = dataclasses.replace(config or ApiConfig(), stop_facade_on_shutdown=True)
+        app = create_app(facade, TokenTable(tokens), api_config)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                log_config=None,
+                access_log=True,
+                server_header=False,
+                timeout_graceful_shutdown=math.ceil(api_config.execute_wait_seconds) + 5,
+            )
+        )
+        _write(out, f"execution-engine serving on {_url(sock, host)}")
+        if generated is not None:
+            _write(
+                out,
+                "no EE_API_TOKENS set: generated an admin token, shown once "
+                f"({token_identity('admin', generated)}):\n    {generated}",
+            )
+        server.run(sockets=[sock])
+    finally:
+        facade.stop()
+        sock.close()
+
+
+__all__ = ["serve"]

@@ -1,0 +1,130 @@
+"""Failover drills: each passes (no duplicate, no lost execution, no order without an
+intent, the audit chain verifies), from Python and from the command line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from actors.drills import DRILL_NAMES, run_drill
+from actors.drills.engine_kill import run_engine_kill, simulator_server
+from api.cli import main
+from core.errors import ConfigurationError
+from tests.actors.conftest import EngineFactory
+
+IN_PROCESS = [name for name in DRILL_NAMES if name != "engine-kill"]
+
+
+def assert_passed(report: dict[str, Any], executions: int) -> None:
+    assert report["passed"], report
+    assert report["duplicates"] == 0
+    assert report["lost"] == 0
+    assert report["orders_without_intent"] == 0
+    assert report["audit_verified"] is True
+    assert sum(report["final_statuses"].values()) == executions
+    assert report["recovery_seconds"] >= 0
+
+
+@pytest.mark.parametrize("name", IN_PROCESS)
+def test_drill_passes(name: str) -> None:
+    report = run_drill(name, executions=30, seed=1)
+
+    assert report["drill"] == name
+    assert_passed(report, 30)
+
+
+@pytest.mark.postgres
+def test_database_outage_on_postgresql_is_a_real_outage(postgres_admin_engine: Engine) -> None:
+    url = postgres_admin_engine.url.render_as_string(hide_password=False)
+
+    report = run_drill("database-outage", executions=20, seed=2, database_url=url)
+
+    assert_passed(report, 20)
+    assert report["details"]["checks"]["halted_by_supervisor"]
+
+
+@pytest.fixture(scope="module")
+def sim_port() -> Iterator[int]:
+    """One `execution-engine simulator serve` process for every kill point."""
+    with simulator_server(seed=0) as port:
+        yield port
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("kill_after", [1, 3, 6, 9, 11])
+def test_engine_kill_at_five_kill_points(
+    kill_after: int, sim_port: int, postgres_admin_engine: Engine
+) -> None:
+    url = postgres_admin_engine.url.render_as_string(hide_password=False)
+
+    report = run_engine_kill(
+        12, seed=kill_after, database_url=url, progress=lambda _: None,
+        server_port=sim_port, magic=880_000 + kill_after, kill_after=kill_after,
+    )  # fmt: skip
+
+    assert_passed(report, 12)
+    assert report["details"]["killed_after_answers"] == kill_after
+
+
+def test_engine_kill_needs_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("POSTGRES_URL", raising=False)
+    with pytest.raises(ConfigurationError, match="PostgreSQL"):
+        run_drill("engine-kill", executions=10)
+
+
+def test_unknown_drill_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="unknown drill"):
+        run_drill("meteor-strike")
+
+
+def test_the_supervisor_runs_drills_only_where_the_terminal_is_simulated(
+    make_engine: EngineFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine()
+    assert engine.supervisor.drill("ambiguous-submits", executions=10)["passed"]
+
+    monkeypatch.setattr(engine.supervisor, "terminal", object())
+    with pytest.raises(ConfigurationError, match="simulated"):
+        engine.supervisor.drill("broker-crash", executions=10)
+
+
+# --- the command line ----------------------------------------------------------------------
+
+
+def test_cli_help_lists_every_drill(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["drill", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in DRILL_NAMES)
+
+
+def test_cli_prints_one_json_report_and_progress_on_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["drill", "order-actor-crash", "--executions", "12", "--seed", "3"])
+
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert code == 0
+    assert report["drill"] == "order-actor-crash"
+    assert report["passed"] is True
+    assert "[drill]" in captured.err
+
+
+def test_cli_refuses_a_real_terminal_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EE_TERMINAL", "metatrader5")
+
+    code = main(["drill", "broker-crash"])
+
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert "simulated terminal" in err
+    assert "\n" not in err

@@ -1,0 +1,140 @@
+"""Smoke runs of `bench.load`, `bench.baseline` and `bench.compare` with tiny workloads, so
+the benches cannot rot: each command runs end to end and prints the keys the README's
+results table is made of."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from bench import compare, load
+from bench._common import Workload
+from core.models import canonical_json
+from storage.journal import event_hash
+from storage.writer import _chain_hash
+
+ROOT = Path(__file__).resolve().parents[2]
+ISSUE_KEYS = {
+    "executions",
+    "wall_seconds",
+    "throughput_per_s",
+    "broker_bound_efficiency",
+    "terminal_calls_per_execution",
+    "submit_latency_ms",
+    "end_to_end_ms",
+    "cpu_seconds_per_execution",
+    "peak_rss_mb",
+    "final_statuses",
+}
+TINY = ["--order-send-ms", "1", "--ipc-ms", "0", "--database", "sqlite"]
+
+
+def run_module(module: str, *args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    parsed: dict[str, Any] = json.loads(done.stdout.splitlines()[0])
+    return parsed
+
+
+def assert_complete(result: dict[str, Any], executions: int) -> None:
+    assert result.keys() >= ISSUE_KEYS
+    assert result["executions"] == result["finished"] == executions
+    assert result["lost"] == 0
+    assert result["final_statuses"] == {"FILLED": executions}
+    assert result["order_sends"]["order_sends"] == executions
+    assert result["order_sends"]["executions_sent_more_than_once"] == 0
+    assert result["order_sends"]["executions_never_sent"] == 0
+    assert result["terminal_calls_per_execution"]["by_function"]["order_send"] == 1.0
+    for series in ("submit_latency_ms", "end_to_end_ms"):
+        assert set(result[series]) == {"p50", "p95", "p99", "max"}
+        assert 0 <= result[series]["p50"] <= result[series]["max"]
+
+
+def test_load_runs_the_engine_to_the_end_and_prints_json() -> None:
+    result = run_module("bench.load", "--executions", "6", "--concurrency", "3", *TINY)
+
+    assert_complete(result, 6)
+    assert result["engine"] == "actors"
+    assert result["database_not_final"] == 0
+    assert result["journal_chain_ok"] is True
+    assert result["broker_bound_efficiency"] > 0
+
+
+def test_baseline_prints_the_same_keys() -> None:
+    result = run_module(
+        "bench.baseline", "--executions", "4", "--concurrency", "4", "--first-poll",
+        "immediate", *TINY,
+    )  # fmt: skip
+
+    assert_complete(result, 4)
+    assert result["engine"] == "seeds-baseline"
+    # validate (3) + tick and send + one poll (2): the seeds' calls per execution
+    assert result["terminal_calls_per_execution"]["total"] == 7.0
+
+
+def test_compare_prints_both_results_and_their_ratio(capsys: pytest.CaptureFixture[str]) -> None:
+    compare.main(["--executions", "4", "--concurrency", "4", "--first-poll", "immediate", *TINY])
+
+    result = json.loads(capsys.readouterr().out)
+    assert_complete(result["engine"], 4)
+    assert_complete(result["baseline"], 4)
+    assert result["ratio"]["throughput_per_s"] > 0
+    assert set(result["ratio"]) >= {
+        "throughput_per_s",
+        "end_to_end_ms_p50",
+        "cpu_seconds_per_execution",
+    }
+
+
+def test_scaling_prints_cpu_per_execution_against_concurrency_10() -> None:
+    result = load.scaling(Workload(executions=4, order_send_ms=0.0, ipc_ms=0.0, database="sqlite"))
+
+    assert [row["concurrency"] for row in result["rows"]] == [1, 10, 100, 1000]
+    assert next(r for r in result["rows"] if r["concurrency"] == 10)["vs_concurrency_10"] == 1.0
+    assert "| concurrency |" in load.scaling_table(result)
+
+
+@pytest.mark.postgres
+def test_load_on_postgresql(postgres_admin_engine: Engine) -> None:
+    admin = postgres_admin_engine.url.render_as_string(hide_password=False)
+    result = run_module(
+        "bench.load", "--executions", "5", "--concurrency", "5", "--order-send-ms", "1",
+        "--ipc-ms", "0", "--database", "postgres", "--postgres-admin-url", admin,
+    )  # fmt: skip
+
+    assert_complete(result, 5)
+    assert result["journal_chain_ok"] is True
+
+
+@pytest.mark.parametrize(
+    ("execution_id", "event_type", "payload", "broker_time_msc"),
+    [
+        ("exec_1", "SUBMITTING", {"status": "SUBMITTING", "lots": 0.01}, None),
+        (None, "TRADING_STATE_CHANGED", {"by": "ops \u00e9\u2603", "nested": {"b": [1, 2.5]}}, 7),
+        ("exec_\u00fc", "EV\u00c9NEMENT", {}, 1_700_000_000_123),
+    ],
+)
+def test_writer_chain_hash_equals_the_journal_event_hash(
+    execution_id: str | None, event_type: str, payload: dict[str, Any], broker_time_msc: int | None
+) -> None:
+    """The writer hashes the payload text it already made; `verify_chain` uses
+    `event_hash`: the two must agree byte for byte."""
+    text = canonical_json(payload)
+    expected = event_hash("a" * 64, 42, execution_id, event_type, payload, 123, broker_time_msc)
+
+    assert _chain_hash("a" * 64, 42, execution_id, event_type, text, 123, broker_time_msc) == (
+        expected
+    )
