@@ -109,8 +109,35 @@ class PortfolioState(_FrozenOpen):
     trading_halted: bool = False
 
 
+def _find_nul(value: Any, path: str) -> str | None:
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _find_nul(str(key), path) or _find_nul(
+                item, f"{path}.{key}" if path else str(key)
+            )
+            if found:
+                return found
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _find_nul(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
 class RPMOutput(_FrozenOpen):
     """One message from the Risk & Portfolio Manager."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_characters(cls, data: Any) -> Any:
+        # PostgreSQL cannot store NUL in text or JSON; refuse it at the door, naming where.
+        where = _find_nul(data, "")
+        if where is not None:
+            raise ValueError(f"{where or 'message'} contains a NUL character")
+        return data
 
     decision: Decision
     portfolio_state: PortfolioState = Field(default_factory=PortfolioState)

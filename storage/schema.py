@@ -92,7 +92,11 @@ class ExecutionLogRow(Base):
 
     __tablename__ = "execution_logs"
     __table_args__ = (
-        CheckConstraint("direction IN (1, -1)", name="direction"),
+        # 0 only for a decision that carried no trade (HOLD/REJECTED), which is recorded as
+        # an execution of zero units (then REJECTED), so the audit trail holds every message.
+        CheckConstraint(
+            "direction IN (1, -1) OR (direction = 0 AND intended_units = 0)", name="direction"
+        ),
         CheckConstraint(_in_list("status", STATUS_VALUES), name="status"),
     )
 

@@ -240,3 +240,17 @@ def test_100_concurrent_submits_with_one_decision_id_make_one_order(
     assert len(ids) == 1
     assert len(deal_requests(sim)) == 1
     assert len(engine.get_execution_history(limit=500)) == 1
+
+
+@pytest.mark.parametrize("status", ["HOLD", "REJECTED"])
+def test_a_decision_without_a_trade_is_recorded_as_not_approved(
+    status: str, make_engine: EngineFactory, sim: SimulatedTerminal
+) -> None:
+    engine = make_engine()
+
+    confirmation = engine.execute({"decision": {"status": status, "decision_id": "no-trade"}})
+
+    assert confirmation.status is S.REJECTED
+    assert confirmation.rejection_reason is R.RPM_NOT_APPROVED
+    assert sim.sent_requests() == []
+    assert engine.trading_state() is None or engine.trading_state().state == "ACTIVE"

@@ -95,7 +95,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("execution_id", name=op.f("pk_execution_logs")),
         sa.UniqueConstraint("rpm_decision_id", name=op.f("uq_execution_logs_rpm_decision_id")),
         sa.UniqueConstraint("client_id", name=op.f("uq_execution_logs_client_id")),
-        sa.CheckConstraint("direction IN (1, -1)", name=op.f("ck_execution_logs_direction")),
+        sa.CheckConstraint(
+            "direction IN (1, -1) OR (direction = 0 AND intended_units = 0)",
+            name=op.f("ck_execution_logs_direction"),
+        ),
         sa.CheckConstraint(
             "status IN ('PENDING', 'SUBMITTING', 'SUBMITTED', 'UNKNOWN', 'FILLED', "
             "'PARTIALLY_FILLED', 'REJECTED', 'EXPIRED')",
