@@ -43,6 +43,7 @@ from sqlalchemy import Engine
 
 from actors._children import Child, Children, ChildState, RestartWindow
 from actors._kill_switch import KillSwitch
+from actors._order_registry import OrderRegistry
 from actors._scheduler import Scheduler
 from actors._supervised import (
     ChildHooks,
@@ -138,9 +139,7 @@ class Supervisor:
         self._lock = threading.RLock()
         self._state_lock = threading.RLock()
         self._reconcile_lock = threading.Lock()
-        self._orders: dict[str, pykka.ActorRef[Any]] = {}
-        self._starting: set[str] = set()
-        self._orphans: set[str] = set()
+        self.orders = OrderRegistry()
         self._pending_events: list[WriteOp] = []
         self._journal_error: str | None = None
         self._connected: bool | None = None
@@ -152,7 +151,6 @@ class Supervisor:
         self._wake = threading.Event()
         self._recovery_wake = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.order_crashes = 0
         self.last_recovery: RecoveryReport | None = None
         self.window = RestartWindow(cfg.restart_intensity, cfg.restart_period)
         self.kill_switch = KillSwitch(
@@ -262,32 +260,26 @@ class Supervisor:
             lambda how, exc: self._order_died(execution_id, how, exc),
             self.faults,
         )
-        with self._lock:
-            self._starting.add(execution_id)  # live before its first write can land
-        try:
+        with self.orders.starting(execution_id):  # live before its first write can land
             ref = SupervisedOrder.start(hooks, job, ctx)
-            with self._lock:
-                self._orders[execution_id] = ref
-        finally:
-            with self._lock:
-                self._starting.discard(execution_id)
+            self.orders.add(execution_id, ref)
         return ref
 
     def order_finished(self, execution_id: str) -> None:
-        with self._lock:
-            self._orders.pop(execution_id, None)
+        self.orders.finished(execution_id)
 
     def live_orders(self) -> dict[str, pykka.ActorRef[Any]]:
-        with self._lock:
-            return dict(self._orders)
+        return self.orders.live()
 
     def is_live(self, execution_id: str) -> bool:
-        with self._lock:
-            return execution_id in self._orders or execution_id in self._starting
+        return self.orders.is_live(execution_id)
 
     def in_flight(self) -> int:
-        with self._lock:
-            return len(self._orders)
+        return len(self.orders)
+
+    @property
+    def order_crashes(self) -> int:
+        return self.orders.crashes
 
     # --- deaths ---------------------------------------------------------------------------
 
@@ -297,11 +289,7 @@ class Supervisor:
         crash = not isinstance(exc, PersistenceError)
         level = logging.ERROR if crash else logging.WARNING
         log.log(level, "the OrderActor of %s died (%s: %r)", execution_id, how, exc)
-        with self._lock:
-            self._orders.pop(execution_id, None)
-            self._orphans.add(execution_id)
-            if crash:
-                self.order_crashes += 1
+        self.orders.died(execution_id, crash=crash)
         if crash:
             self.window.record()
             if self._metrics is not None:
@@ -338,7 +326,8 @@ class Supervisor:
 
     def _watch_once(self) -> None:
         self.children.check_all()
-        self._check_orders()
+        if self.orders.sweep_dead():
+            self._recovery_wake.set()
         self._check_connection()
         if self.switch.halted:
             return
@@ -353,15 +342,6 @@ class Supervisor:
             )
         elif self._journal_error is not None:
             self.halt(f"journal writes failing: {self._journal_error}", SUPERVISOR, automatic=True)
-
-    def _check_orders(self) -> None:
-        with self._lock:
-            dead = [eid for eid, ref in self._orders.items() if not ref.is_alive()]
-            for execution_id in dead:
-                del self._orders[execution_id]
-                self._orphans.add(execution_id)
-        if dead:
-            self._recovery_wake.set()
 
     def _check_connection(self) -> None:
         now = time.monotonic()
@@ -441,27 +421,23 @@ class Supervisor:
                 raise
 
     def _recover_orphans(self) -> None:
-        with self._lock:
-            orphans = sorted(self._orphans - set(self._orders) - self._starting)
+        orphans = self.orders.orphans()
         if not orphans or not self.children.alive():
             return
         with self._reconcile_lock:
             report = self.reconciler.run(orphans, wait=False, stop=self._stopping)
-        with self._lock:
-            self._orphans -= set(orphans) - set(report.waiting) - set(report.failures)
+        self.orders.settled(set(orphans) - set(report.waiting) - set(report.failures))
         if report.resolved:
             log.info("recovered orphan executions: %s", report.summary())
 
     def reconcile_all(self) -> None:
         """Queue every execution that is not final and has no live OrderActor."""
         ids = {r.execution_id for r in self.repository.non_final()}
-        with self._lock:
-            self._orphans |= ids - set(self._orders) - self._starting
+        self.orders.adopt(ids)
         self._recovery_wake.set()
 
     def orphans(self) -> int:
-        with self._lock:
-            return len(self._orphans)
+        return self.orders.orphan_count()
 
     def recovered(self) -> bool:
         """Whole again: trading ACTIVE, every child alive, no orphan left to reconcile."""
@@ -509,8 +485,7 @@ class Supervisor:
                 report = self.reconciler.run(ids, wait=True, stop=self._stopping)
             if not report.ok:
                 raise ReconciliationError(f"not resumed: reconciliation failed: {report.error()}")
-            with self._lock:
-                self._orphans -= set(ids)
+            self.orders.settled(ids)
             self._journal_error = None
             self._disconnected_since = None
             self.kill_switch.release(reason, by)
@@ -546,13 +521,7 @@ class Supervisor:
     def health(self) -> dict[str, Any]:
         """A snapshot for `/health`; it never waits on an actor."""
         actors: dict[str, Any] = self.children.describe()
-        with self._lock:
-            actors["orders"] = {
-                "state": ChildState.ALIVE.value,
-                "in_flight": len(self._orders),
-                "crashes": self.order_crashes,
-                "orphans_pending": len(self._orphans),
-            }
+        actors["orders"] = self.orders.describe()
         since = self._disconnected_since
         down = None if since is None else round(time.monotonic() - since, 3)
         halted = self.switch.halted

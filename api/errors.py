@@ -6,8 +6,11 @@ engine error's `code`), `message` is one human sentence that names the problem.
 =============================  ======  ===============================================
 error                          status  when
 =============================  ======  ===============================================
-request validation             422     bad field, type, enum value, date, unknown field
-InvalidRequestError            422     an RPM message or request that fails a rule
+request validation             422     bad field, type, enum value, date, unknown body
+                                       field; a body that is not JSON in UTF-8
+InvalidRequestError            422     an RPM message that fails a rule (or holds a NUL),
+                                       an unknown or repeated query parameter, a date
+                                       range that ends before it starts
 NotAuthenticatedError          401     no bearer token, or one that is not configured
 PermissionDeniedError          403     the token's role is below the route's
 ExecutionNotFoundError         404     no execution has this id
@@ -15,6 +18,7 @@ IdempotencyConflictError       409     decision id reused with another payload
 TradingHaltedError             409     an action that needs ACTIVE trading
 DrillNotAllowedError           409     a drill where drills may not run (a real terminal)
 body too large                 413     over `ApiConfig.max_body_bytes`
+pykka.ActorDeadError, Timeout  503     an actor died or did not answer
 TerminalError (and children)   503     the terminal is disconnected or not ready
 PersistenceError               503     the database cannot take or serve the request
 EngineStoppedError             503     the engine is shutting down

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -109,22 +110,24 @@ class PortfolioState(_FrozenOpen):
     trading_halted: bool = False
 
 
-def _find_nul(value: Any, path: str) -> str | None:
+def _nul_paths(value: Any, where: str) -> Iterator[str]:
+    """Where NUL characters sit in a JSON-like value (keys shown with ? for the NUL)."""
     if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
+        if "\x00" in value:
+            yield where or "message"
+    elif isinstance(value, dict):
         for key, item in value.items():
-            found = _find_nul(str(key), path) or _find_nul(
-                item, f"{path}.{key}" if path else str(key)
+            name = (
+                f"{where}.{str(key).replace(chr(0), '?')}"
+                if where
+                else str(key).replace(chr(0), "?")
             )
-            if found:
-                return found
-    if isinstance(value, (list, tuple)):
+            if "\x00" in str(key):
+                yield name
+            yield from _nul_paths(item, name)
+    elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            found = _find_nul(item, f"{path}[{index}]")
-            if found:
-                return found
-    return None
+            yield from _nul_paths(item, f"{where}.{index}")
 
 
 class RPMOutput(_FrozenOpen):
@@ -134,9 +137,9 @@ class RPMOutput(_FrozenOpen):
     @classmethod
     def _no_nul_characters(cls, data: Any) -> Any:
         # PostgreSQL cannot store NUL in text or JSON; refuse it at the door, naming where.
-        where = _find_nul(data, "")
-        if where is not None:
-            raise ValueError(f"{where or 'message'} contains a NUL character")
+        places = list(_nul_paths(data, ""))
+        if places:
+            raise ValueError("NUL characters are not allowed (at " + ", ".join(places) + ")")
         return data
 
     decision: Decision

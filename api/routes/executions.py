@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Path, Query
@@ -16,7 +15,7 @@ from api.deps import ConfigDep, FacadeDep, TraderDep, ViewerDep, WaitersDep
 from api.errors import ErrorBody
 from api.schemas import EXECUTION_ID_PATTERN, SYMBOL_PATTERN, ExecutionAccepted
 from core.enums import ExecutionStatus
-from core.errors import InvalidRequestError, PersistenceUnavailableError
+from core.errors import PersistenceUnavailableError
 from core.models import MAX_SYMBOL_LENGTH, ExecutionConfirmation, ExecutionLog, RPMOutput
 
 router = APIRouter(tags=["executions"])
@@ -66,7 +65,6 @@ async def execute(
     execution is final (FILLED, PARTIALLY_FILLED, REJECTED or EXPIRED: a rejection is a
     result, not an error), or 202 with its id if it is still in flight after the wait.
     Idempotent on `decision.decision_id`: a repeat answers the same execution."""
-    _refuse_nul_characters(rpm)
     future = await run_blocking(facade.submit, rpm)
     limit = config.execute_wait_seconds if wait is None else min(wait, config.execute_wait_seconds)
     confirmation = await wait_for(future, limit, waiters)
@@ -82,32 +80,6 @@ async def execute(
     return JSONResponse(
         accepted.model_dump(mode="json"), status_code=202, headers={"Location": accepted.location}
     )
-
-
-def _refuse_nul_characters(rpm: RPMOutput) -> None:
-    """PostgreSQL cannot store a NUL character (in text or in JSON), so a message holding
-    one, anywhere, is refused here instead of failing the write-ahead record."""
-    problems = tuple(
-        f"{where}: must not contain NUL characters"
-        for where in _nul_paths(rpm.model_dump(mode="json"), "body")
-    )
-    if problems:
-        raise InvalidRequestError("invalid RPM message: " + "; ".join(problems), errors=problems)
-
-
-def _nul_paths(value: Any, where: str) -> Iterator[str]:
-    if isinstance(value, str):
-        if "\x00" in value:
-            yield where
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            name = f"{where}.{str(key).replace(chr(0), '?')}"
-            if "\x00" in str(key):
-                yield name
-            yield from _nul_paths(item, name)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _nul_paths(item, f"{where}.{index}")
 
 
 async def _recorded(facade: ExecutionFacade, decision_id: str) -> ExecutionLog:

@@ -70,13 +70,13 @@ def test_an_exception_in_on_start_is_seen_and_restarted(make_engine: EngineFacto
 def test_a_hung_actor_is_found_by_its_heartbeat_replaced_and_fenced(
     make_engine: EngineFactory, sim: SimulatedTerminal
 ) -> None:
-    engine = make_engine(ask_timeout_seconds=0.4)
+    engine = make_engine(ask_timeout_seconds=0.8)
     release = threading.Event()
     old = engine.broker
 
     engine.supervisor.inject("broker", "hang", release=release)
 
-    eventually(lambda: engine.supervisor.total_restarts == 1, what="hung broker replaced")
+    eventually(lambda: engine.supervisor.total_restarts >= 1, what="hung broker replaced")
     assert "hung" in engine.health()["actors"]["broker"]["last_failure"]
     assert engine.execute(rpm()).status is S.FILLED
     release.set()  # the old incarnation wakes up: fenced, it touches nothing and stops

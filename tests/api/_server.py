@@ -32,7 +32,7 @@ class Server:
     """Every stdout line read so far."""
 
 
-def _env(extra: Mapping[str, str]) -> dict[str, str]:
+def server_env(extra: Mapping[str, str]) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -51,7 +51,7 @@ def running(args: Sequence[str], cwd: Path, env: Mapping[str, str]) -> Iterator[
     process = subprocess.Popen(
         list(args),
         cwd=cwd,
-        env=_env(env),
+        env=server_env(env),
         stdout=subprocess.PIPE,
         stderr=stderr,  # a file, not a pipe: a pipe nobody reads would block the server
         text=True,

@@ -15,9 +15,6 @@ from sqlalchemy import Engine
 
 from bench import compare, load
 from bench._common import Workload
-from core.models import canonical_json
-from storage.journal import event_hash
-from storage.writer import _chain_hash
 
 ROOT = Path(__file__).resolve().parents[2]
 ISSUE_KEYS = {
@@ -117,24 +114,3 @@ def test_load_on_postgresql(postgres_admin_engine: Engine) -> None:
 
     assert_complete(result, 5)
     assert result["journal_chain_ok"] is True
-
-
-@pytest.mark.parametrize(
-    ("execution_id", "event_type", "payload", "broker_time_msc"),
-    [
-        ("exec_1", "SUBMITTING", {"status": "SUBMITTING", "lots": 0.01}, None),
-        (None, "TRADING_STATE_CHANGED", {"by": "ops \u00e9\u2603", "nested": {"b": [1, 2.5]}}, 7),
-        ("exec_\u00fc", "EV\u00c9NEMENT", {}, 1_700_000_000_123),
-    ],
-)
-def test_writer_chain_hash_equals_the_journal_event_hash(
-    execution_id: str | None, event_type: str, payload: dict[str, Any], broker_time_msc: int | None
-) -> None:
-    """The writer hashes the payload text it already made; `verify_chain` uses
-    `event_hash`: the two must agree byte for byte."""
-    text = canonical_json(payload)
-    expected = event_hash("a" * 64, 42, execution_id, event_type, payload, 123, broker_time_msc)
-
-    assert _chain_hash("a" * 64, 42, execution_id, event_type, text, 123, broker_time_msc) == (
-        expected
-    )

@@ -1,0 +1,101 @@
+"""The fast paths the load bench led to give the same answers as the plain ones.
+
+- the writer hashes the payload text it already made (`verify_chain` uses `event_hash`);
+- the facade's decision lookup asks `SELECT 1` on a connection of its own before reading
+  the stored execution, and survives a connection the server dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from actors.persistence import StoredDecisions
+from core.models import canonical_json
+from storage.db import create_db_engine
+from storage.journal import event_hash, verify_chain
+from storage.migrate import upgrade
+from storage.repository import Repository
+from storage.writer import JournalWriter, WriteOp, _chain_hash
+from tests.storage.conftest import make_log
+
+
+@pytest.mark.parametrize(
+    ("execution_id", "event_type", "payload", "broker_time_msc"),
+    [
+        ("exec_1", "SUBMITTING", {"status": "SUBMITTING", "lots": 0.01}, None),
+        (None, "TRADING_STATE_CHANGED", {"by": "ops \u00e9\u2603", "nested": {"b": [1, 2.5]}}, 7),
+        ("exec_\u00fc", "EV\u00c9NEMENT", {}, 1_700_000_000_123),
+    ],
+)
+def test_writer_chain_hash_equals_the_journal_event_hash(
+    execution_id: str | None, event_type: str, payload: dict[str, Any], broker_time_msc: int | None
+) -> None:
+    text_ = canonical_json(payload)
+    expected = event_hash("a" * 64, 42, execution_id, event_type, payload, 123, broker_time_msc)
+
+    assert _chain_hash("a" * 64, 42, execution_id, event_type, text_, 123, broker_time_msc) == (
+        expected
+    )
+
+
+def _created(index: int) -> WriteOp:
+    log = make_log(index)
+    return WriteOp(
+        execution_id=log.execution_id,
+        event_type="EXECUTION_CREATED",
+        payload={},
+        engine_time_us=1,
+        projection=log,
+        creates=True,
+    )
+
+
+def test_stored_decisions_answer_a_miss_and_a_hit(database_url: str) -> None:
+    upgrade(database_url)
+    db = create_db_engine(database_url)
+    try:
+        repository = Repository(db)
+        JournalWriter(db).write_batch([_created(1), _created(2)])
+        stored = StoredDecisions(db, repository)
+
+        assert stored.get("decision-never-seen") is None
+        assert stored.get(make_log(2).rpm_decision_id) == repository.get_execution(
+            make_log(2).execution_id
+        )
+        assert verify_chain(db).ok
+    finally:
+        db.dispose()
+
+
+@pytest.mark.postgres
+def test_stored_decisions_survive_a_dropped_connection(postgres_url: str) -> None:
+    upgrade(postgres_url)
+    db = create_db_engine(postgres_url)
+    try:
+        stored = StoredDecisions(db, Repository(db))
+        assert stored.get("decision-1") is None  # its connection is now open
+        with db.connect() as admin:
+            admin.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            admin.commit()
+        JournalWriter(db).write_batch([_created(1)])
+
+        assert stored.get(make_log(1).rpm_decision_id) is not None
+    finally:
+        db.dispose()
+
+
+def test_the_journal_insert_names_every_column_of_the_table() -> None:
+    from storage.schema import execution_events
+    from storage.writer import _EVENT_COLUMNS, _INSERT_EVENTS_HEAD
+
+    assert set(_EVENT_COLUMNS) == set(execution_events.c.keys())
+    assert _INSERT_EVENTS_HEAD.startswith(f"INSERT INTO {execution_events.name} (")
+    assert _INSERT_EVENTS_HEAD.endswith(f"({', '.join(_EVENT_COLUMNS)}) VALUES ")
