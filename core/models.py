@@ -46,7 +46,11 @@ def _finite(value: float) -> float:
 def _aware_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("must carry a time zone (UTC), e.g. 2025-12-23T14:30:00Z")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        # e.g. 0001-01-01T00:00:00+00:01 has no UTC equivalent in Python's range.
+        raise ValueError("is out of the representable date range") from exc
 
 
 PositiveFinite = Annotated[StrictFloat | StrictInt, AfterValidator(_finite_positive)]

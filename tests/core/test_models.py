@@ -77,3 +77,10 @@ def test_naive_timestamps_are_refused() -> None:
     data["timestamp"] = "2025-12-23T14:30:00"
     with pytest.raises(ValidationError, match="time zone"):
         RPMOutput.model_validate(data)
+
+
+def test_a_timestamp_without_a_utc_equivalent_is_refused_not_crashed() -> None:
+    data = message()
+    data["timestamp"] = "0001-01-01T00:00:00+00:01"
+    with pytest.raises(ValidationError, match="date range"):
+        RPMOutput.model_validate(data)
