@@ -401,11 +401,25 @@ class BrokerActor(pykka.ThreadingActor):
         return self._halted
 
     def place_order(
-        self, request: ExecutionRequest, filling_exclude: Collection[int] = ()
+        self,
+        request: ExecutionRequest,
+        filling_exclude: Collection[int] = (),
+        not_after: float | None = None,
     ) -> SendOutcome:
-        """One market order; retried once here only on INVALID_FILL, with the next mode."""
+        """One market order; retried once here only on INVALID_FILL, with the next mode.
+
+        `not_after` (the engine's monotonic clock): a request still waiting for its turn
+        at that moment is not sent (a clean RETRY with nothing sent), so an order queued
+        behind a long line of sends never goes out after its own timeout.
+        """
         if self._halted or (self._switch is not None and self._switch.halted):
             return SendOutcome(klass=RetcodeClass.FINAL, retcode=None, halted=True)
+        if not_after is not None and self._clock.monotonic() > not_after:
+            return SendOutcome(
+                klass=RetcodeClass.RETRY,
+                retcode=None,
+                comment="not sent: its deadline passed while it waited for the terminal",
+            )
         spec = self._specs.get(request.symbol)
         if spec is None:
             spec, detail = self._spec(request.symbol)

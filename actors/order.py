@@ -390,8 +390,15 @@ class OrderActor(pykka.ThreadingActor):
         self._on_outcome(outcome)
 
     def _place(self, request: ExecutionRequest) -> SendOutcome:
+        # The send may wait its turn at the terminal behind many others: the BrokerActor
+        # does not start it past the order's deadline, and this waits for the deadline
+        # plus one ask timeout, so a send still in the queue is never taken for a lost one.
+        now = self._ctx.clock.monotonic()
+        wait = max((self._deadline if self._deadline is not None else now) - now, 0.0)
         try:
-            outcome: SendOutcome = self._ask_broker("place_order", request)
+            outcome: SendOutcome = self._ask_broker_within(
+                wait + self._cfg.ask_timeout, "place_order", request, not_after=self._deadline
+            )
         except _BrokerGoneError as exc:
             return SendOutcome(klass=RetcodeClass.RETRY, retcode=None, comment=str(exc))
         except Exception as exc:
@@ -447,6 +454,14 @@ class OrderActor(pykka.ThreadingActor):
     def _on_retryable(self, outcome: SendOutcome, payload: dict[str, Any]) -> None:
         assert self._log is not None
         retries_used = self._log.attempts - 1
+        if self._past_deadline() and not outcome.sent:
+            self._finish_without_send(
+                _R.ORDER_TIMEOUT,
+                f"not sent within the order timeout of {self._cfg.order_timeout} s: "
+                f"{retcode_name(outcome.retcode)} {outcome.comment}".strip(),
+                payload,
+            )
+            return
         if retries_used >= self._cfg.max_retries or self._past_deadline():
             self._finish_without_send(
                 _R.RETRIES_EXHAUSTED,
@@ -800,12 +815,15 @@ class OrderActor(pykka.ThreadingActor):
     # --- asking the broker ---------------------------------------------------------------
 
     def _ask_broker(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._ask_broker_within(self._cfg.ask_timeout, method, *args, **kwargs)
+
+    def _ask_broker_within(self, timeout: float, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
             future = getattr(self._ctx.broker(), method)(*args, **kwargs)
         except pykka.ActorDeadError as exc:
             raise _BrokerGoneError("the broker actor is not running") from exc
         try:
-            return future.get(timeout=self._cfg.ask_timeout)
+            return future.get(timeout=timeout)
         except pykka.ActorDeadError as exc:
             # Pykka answers this only for messages the actor never started to handle.
             raise _BrokerGoneError(str(exc)) from exc

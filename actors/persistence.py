@@ -74,6 +74,8 @@ class PersistenceActor(pykka.ThreadingActor):
 
     def on_stop(self) -> None:
         self._flush()
+        if self._writer is not None:
+            self._writer.close()
 
     def _flush(self) -> None:
         if not self._pending:

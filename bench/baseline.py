@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import queue
 import threading
 import time
@@ -313,6 +314,7 @@ def run(
             jobs.put(None)
         gc.collect()
         idle_rss = rss_mb()
+        load_before = os.getloadavg()[0]
         terminal.reset_calls()
         clock = RunClock()
         with RssSampler() as sampler:
@@ -344,6 +346,8 @@ def run(
         run_peak_rss=sampler.peak,
         extra={
             "failed": sum(failures.values()),
+            "max_in_flight": min(workload.concurrency, workload.executions),
+            "machine_load_1m": round(load_before, 2),
             "first_poll": "immediate" if first_poll_immediate else "after 0.5 s",
         },
     )

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -85,6 +86,7 @@ class _Driver:
         self._concurrency = concurrency
         self._cond = threading.Condition()
         self._outstanding = 0
+        self.max_outstanding = 0
         self.submitted_at: dict[str, float] = {}
         self.finished_at: dict[str, float] = {}
         self.futures: dict[str, pykka.Future[ExecutionConfirmation]] = {}
@@ -107,6 +109,7 @@ class _Driver:
                     if not self._cond.wait(timeout=1.0):
                         self._sweep()
                 self._outstanding += 1
+                self.max_outstanding = max(self.max_outstanding, self._outstanding)
                 self.submitted_at[decision_id] = time.monotonic()
             try:
                 self.futures[decision_id] = submit(message)
@@ -156,6 +159,7 @@ def run(
             hook.listener = driver.on_final
             gc.collect()
             idle_rss = rss_mb()
+            load_before = os.getloadavg()[0]
             terminal.reset_calls()
             clock = RunClock()
             with RssSampler() as sampler:
@@ -189,6 +193,11 @@ def run(
         if d in driver.finished_at
     ]
     statuses = Counter(c.status.value for c in confirmations.values())
+    reasons = Counter(
+        f"{c.rejection_reason.value}: {c.rejection_details}"[:160]
+        for c in confirmations.values()
+        if c.rejection_reason is not None
+    )
     finished = sum(1 for c in confirmations.values() if c.status.is_final)
     return summarize(
         engine="actors",
@@ -204,6 +213,9 @@ def run(
         run_peak_rss=sampler.peak,
         extra={
             "failed": len(driver.failed),
+            "rejection_reasons": dict(reasons.most_common(5)),
+            "max_in_flight": driver.max_outstanding,
+            "machine_load_1m": round(load_before, 2),
             "database_statuses": stored,
             "database_not_final": not_final,
             "journal_chain_ok": chain.ok,

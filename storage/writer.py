@@ -10,6 +10,7 @@ Not thread-safe: exactly one `JournalWriter` per database, used from one thread.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from core.enums import TradingState
 from core.errors import PersistenceError, PersistenceUnavailableError
@@ -163,6 +164,7 @@ class JournalWriter:
         # Only committed states go in; any failure empties it. Final executions leave it,
         # which bounds it by the executions in flight.
         self._committed: dict[str, _State] = {}
+        self._connection: Connection | None = None
 
     @property
     def last_sequence(self) -> int:
@@ -220,17 +222,59 @@ class JournalWriter:
     def _transaction(
         self, ops: Sequence[WriteOp], *, bulk_insert: bool
     ) -> tuple[list[JournalEvent], dict[str, _State]]:
-        with self._engine.begin() as connection:
-            if self._stale:
-                self._last_sequence, self._last_hash = _read_tail(connection)
-            return _apply(
-                connection,
-                ops,
-                self._last_sequence,
-                self._last_hash,
-                self._committed,
-                bulk_insert=bulk_insert,
-            )
+        """One transaction on the writer's own connection.
+
+        The connection stays checked out between batches (no pool checkout and liveness
+        ping per batch). A connection the server dropped while it was idle fails at its
+        first statement, before anything could commit: the batch is then written once more
+        on a new connection, as the pool's ping would have done. Any other failure, and
+        a failed commit above all (its outcome is unknown), is the caller's.
+        """
+        for attempt in (1, 2):
+            connection = self._connect()
+            try:
+                transaction = connection.begin()
+                if self._stale:
+                    self._last_sequence, self._last_hash = _read_tail(connection)
+                result = _apply(
+                    connection,
+                    ops,
+                    self._last_sequence,
+                    self._last_hash,
+                    self._committed,
+                    bulk_insert=bulk_insert,
+                )
+            except DBAPIError as exc:
+                self._discard()
+                if attempt == 1 and exc.connection_invalidated:
+                    continue
+                raise
+            except BaseException:
+                self._discard()
+                raise
+            try:
+                transaction.commit()
+            except BaseException:
+                self._discard()
+                raise
+            return result
+        raise AssertionError("unreachable")
+
+    def _connect(self) -> Connection:
+        if self._connection is None or self._connection.closed:
+            self._connection = self._engine.connect()
+        return self._connection
+
+    def _discard(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            # Rolls back whatever a failed batch left; a broken connection is dropped.
+            with contextlib.suppress(SQLAlchemyError):
+                connection.close()
+
+    def close(self) -> None:
+        """Give the writer's connection back (the writer reconnects if used again)."""
+        self._discard()
 
     def _resync(self) -> None:
         """Reload the committed tail; on failure leave it for the next batch to reload."""

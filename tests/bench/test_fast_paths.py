@@ -1,24 +1,38 @@
 """The fast paths the load bench led to give the same answers as the plain ones.
 
-- the writer hashes the payload text it already made (`verify_chain` uses `event_hash`);
+- the writer hashes the payload text it already made (`verify_chain` uses `event_hash`),
+  and writes the journal rows with a statement of its own;
 - the facade's decision lookup asks `SELECT 1` on a connection of its own before reading
-  the stored execution, and survives a connection the server dropped.
+  the stored execution, and survives a connection the server dropped;
+- an order that waits at the terminal past its own timeout is not sent at all.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
+from actors.facade import create_execution_engine
 from actors.persistence import StoredDecisions
+from core.enums import ExecutionStatus, RejectionReason
 from core.models import canonical_json
+from core.settings import load_settings
 from storage.db import create_db_engine
 from storage.journal import event_hash, verify_chain
 from storage.migrate import upgrade
 from storage.repository import Repository
-from storage.writer import JournalWriter, WriteOp, _chain_hash
+from storage.schema import execution_events
+from storage.writer import (
+    _EVENT_COLUMNS,
+    _INSERT_EVENTS_HEAD,
+    JournalWriter,
+    WriteOp,
+    _chain_hash,
+)
+from terminals.simulated import SimulatedTerminal
 from tests.storage.conftest import make_log
 
 
@@ -93,9 +107,62 @@ def test_stored_decisions_survive_a_dropped_connection(postgres_url: str) -> Non
 
 
 def test_the_journal_insert_names_every_column_of_the_table() -> None:
-    from storage.schema import execution_events
-    from storage.writer import _EVENT_COLUMNS, _INSERT_EVENTS_HEAD
-
     assert set(_EVENT_COLUMNS) == set(execution_events.c.keys())
     assert _INSERT_EVENTS_HEAD.startswith(f"INSERT INTO {execution_events.name} (")
     assert _INSERT_EVENTS_HEAD.endswith(f"({', '.join(_EVENT_COLUMNS)}) VALUES ")
+
+
+def test_sends_queued_past_their_deadline_are_not_sent(tmp_path: Path) -> None:
+    """A long line of sends at the terminal: an order whose timeout passes while it waits
+    is rejected ORDER_TIMEOUT and never sent, instead of being taken for a lost send."""
+    sim = SimulatedTerminal(seed=3, balance=1e9, order_send_latency=0.15)
+    settings = load_settings(order_timeout_seconds=0.4, ask_timeout_seconds=5.0)
+    engine = create_execution_engine(
+        terminal=sim, database_url=f"sqlite:///{tmp_path / 'q.db'}", settings=settings
+    )
+    try:
+        futures = [engine.submit(_rpm(f"queued-{n}")) for n in range(8)]
+        confirmations = [future.get(timeout=30) for future in futures]
+    finally:
+        engine.stop()
+
+    sent = {request["comment"] for request in sim.sent_requests()}
+    filled = [c for c in confirmations if c.status is ExecutionStatus.FILLED]
+    late = [c for c in confirmations if c.status is not ExecutionStatus.FILLED]
+    assert filled
+    assert late
+    assert all(c.status is ExecutionStatus.REJECTED for c in late)
+    assert all(c.rejection_reason is RejectionReason.ORDER_TIMEOUT for c in late)
+    assert len(sent) == len(sim.sent_requests()) == len(filled)
+
+
+def _rpm(decision_id: str) -> dict[str, Any]:
+    trade = {"symbol": "EURUSD", "direction": 1, "position_units": 1000, "atr": 0.001}
+    return {"decision": {"status": "APPROVED", "decision_id": decision_id, "approved_trade": trade}}
+
+
+@pytest.mark.postgres
+def test_writer_survives_a_connection_the_server_dropped(postgres_url: str) -> None:
+    """The writer keeps its connection between batches; one the server closed meanwhile
+    fails before anything is written, and the batch goes through on a new one."""
+    upgrade(postgres_url)
+    db = create_db_engine(postgres_url)
+    try:
+        writer = JournalWriter(db)
+        writer.write_batch([_created(1)])
+        with db.connect() as admin:
+            admin.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            admin.commit()
+
+        events = writer.write_batch([_created(2)])
+
+        assert events[0].sequence == 2
+        assert verify_chain(db).ok
+        writer.close()
+    finally:
+        db.dispose()
