@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -112,6 +113,26 @@ class _PollTick:
     __slots__ = ()
 
 
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """A send told to the BrokerActor (`BrokerActor.queue_send`), answered on `reply`.
+
+    request: the order. not_after: the engine's monotonic time after which it must not
+    be started (see `place_order`). reply: set to the `SendOutcome`, or failed with
+    `pykka.ActorDeadError` when the actor stopped before starting it (nothing was sent).
+    """
+
+    request: ExecutionRequest
+    not_after: float | None
+    reply: pykka.Future[SendOutcome]
+
+
+class _SendTurn:
+    """Start the next queued send (told by the actor to itself, one at a time)."""
+
+    __slots__ = ()
+
+
 class BrokerActor(pykka.ThreadingActor):
     """Serializes all access to one terminal (the real module, the simulator or the bridge)."""
 
@@ -148,6 +169,8 @@ class BrokerActor(pykka.ThreadingActor):
         self._open_checked: set[str] = set()
         self._watches: dict[int, _Watch] = {}
         self._poll_handle: Handle | None = None
+        self._sends: deque[SendRequest] = deque()
+        self._send_turn_queued = False
         self.calls: dict[str, int] = {}
         self.reconnects = 0
 
@@ -157,6 +180,7 @@ class BrokerActor(pykka.ThreadingActor):
         self._connect()
 
     def on_stop(self) -> None:
+        self._drop_queued_sends()
         if self._poll_handle is not None:
             self._poll_handle.cancel()
         try:
@@ -642,7 +666,18 @@ class BrokerActor(pykka.ThreadingActor):
                 self._config.poll_interval, self.actor_ref, _PollTick()
             )
 
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        self._drop_queued_sends()
+
     def on_receive(self, message: Any) -> Any:
+        if isinstance(message, SendRequest):
+            self._sends.append(message)
+            self._queue_send_turn()
+            return None
+        if isinstance(message, _SendTurn):
+            self._send_turn_queued = False
+            self._send_next()
+            return None
         if isinstance(message, _PollTick):
             self._poll_handle = None
             self._poll()
@@ -650,6 +685,40 @@ class BrokerActor(pykka.ThreadingActor):
             return None
         log.warning("BrokerActor ignored unknown message %r", message)
         return None
+
+    # --- the send queue -------------------------------------------------------------------
+
+    def _queue_send_turn(self) -> None:
+        if self._sends and not self._send_turn_queued:
+            self._send_turn_queued = True
+            self.actor_ref.tell(_SendTurn())
+
+    def _send_next(self) -> None:
+        """One queued send, then the next one's turn goes to the back of the inbox.
+
+        With a thousand sends waiting, everything else this actor is asked (the
+        Supervisor's heartbeat, a validation's preflight, the shared poll) is answered
+        between two sends, not after the whole line: a long line is not a hung actor.
+        """
+        if not self._sends:
+            return
+        queued = self._sends.popleft()
+        try:
+            outcome = self.place_order(queued.request, not_after=queued.not_after)
+        except Exception as exc:
+            # As an ask would: the error goes to the caller, and the actor carries on.
+            queued.reply.set_exception(exc_info=(type(exc), exc, exc.__traceback__))
+        else:
+            queued.reply.set(outcome)
+        finally:
+            self._queue_send_turn()
+
+    def _drop_queued_sends(self) -> None:
+        """The actor is stopping: the sends it never started are answered as not sent."""
+        while self._sends:
+            queued = self._sends.popleft()
+            error = pykka.ActorDeadError("the broker stopped before this order was sent")
+            queued.reply.set_exception(exc_info=(type(error), error, None))
 
     def _poll(self) -> None:
         """One pass over every watched order: the shared poll."""

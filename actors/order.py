@@ -18,6 +18,7 @@ import pykka
 
 from actors._scheduler import Handle, Scheduler
 from actors._shared import MarginBook, TradingSwitch
+from actors.broker import SendRequest
 from actors.messages import (
     Advance,
     Cancel,
@@ -390,16 +391,20 @@ class OrderActor(pykka.ThreadingActor):
         self._on_outcome(outcome)
 
     def _place(self, request: ExecutionRequest) -> SendOutcome:
-        # The send may wait its turn at the terminal behind many others: the BrokerActor
-        # does not start it past the order's deadline, and this waits for the deadline
-        # plus one ask timeout, so a send still in the queue is never taken for a lost one.
+        """The send, queued at the BrokerActor behind the sends before it.
+
+        The BrokerActor does not start it past the order's deadline, and this waits for
+        the deadline plus one ask timeout: a send still in the line is never taken for a
+        lost one. Sends the BrokerActor never started (it stopped) come back as a clean
+        RETRY; an error during the send is AMBIGUOUS (it may have executed).
+        """
         now = self._ctx.clock.monotonic()
         wait = max((self._deadline if self._deadline is not None else now) - now, 0.0)
+        reply: pykka.Future[SendOutcome] = pykka.ThreadingFuture()
         try:
-            outcome: SendOutcome = self._ask_broker_within(
-                wait + self._cfg.ask_timeout, "place_order", request, not_after=self._deadline
-            )
-        except _BrokerGoneError as exc:
+            self._ctx.broker().actor_ref.tell(SendRequest(request, self._deadline, reply))
+            outcome = reply.get(timeout=wait + self._cfg.ask_timeout)
+        except pykka.ActorDeadError as exc:
             return SendOutcome(klass=RetcodeClass.RETRY, retcode=None, comment=str(exc))
         except Exception as exc:
             return SendOutcome(
@@ -815,15 +820,12 @@ class OrderActor(pykka.ThreadingActor):
     # --- asking the broker ---------------------------------------------------------------
 
     def _ask_broker(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._ask_broker_within(self._cfg.ask_timeout, method, *args, **kwargs)
-
-    def _ask_broker_within(self, timeout: float, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
             future = getattr(self._ctx.broker(), method)(*args, **kwargs)
         except pykka.ActorDeadError as exc:
             raise _BrokerGoneError("the broker actor is not running") from exc
         try:
-            return future.get(timeout=timeout)
+            return future.get(timeout=self._cfg.ask_timeout)
         except pykka.ActorDeadError as exc:
             # Pykka answers this only for messages the actor never started to handle.
             raise _BrokerGoneError(str(exc)) from exc

@@ -166,3 +166,24 @@ def test_writer_survives_a_connection_the_server_dropped(postgres_url: str) -> N
         writer.close()
     finally:
         db.dispose()
+
+
+def test_a_long_line_of_sends_is_not_a_hung_broker(tmp_path: Path) -> None:
+    """Sends wait in the BrokerActor's own queue and go out one per turn of its inbox, so
+    the Supervisor's heartbeat is answered between two sends even when the line is longer
+    than the heartbeat timeout."""
+    sim = SimulatedTerminal(seed=4, balance=1e9, order_send_latency=0.05)
+    settings = load_settings(ask_timeout_seconds=0.4, order_timeout_seconds=20.0)
+    engine = create_execution_engine(
+        terminal=sim, database_url=f"sqlite:///{tmp_path / 'line.db'}", settings=settings
+    )
+    try:
+        futures = [engine.submit(_rpm(f"line-{n}")) for n in range(30)]  # 1.5 s of sends
+        confirmations = [future.get(timeout=30) for future in futures]
+        restarts = engine.supervisor.total_restarts
+    finally:
+        engine.stop()
+
+    assert [c.status for c in confirmations] == [ExecutionStatus.FILLED] * 30
+    assert restarts == 0
+    assert len(sim.sent_requests()) == 30
