@@ -18,19 +18,14 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.pool import NullPool
-
 from actors.facade import ExecutionFacade, create_execution_engine
+from bench._common import bench_database
 from core.enums import ExecutionStatus
 from core.settings import load_settings
 from terminals.simulated import SimulatedTerminal
@@ -72,36 +67,6 @@ def _non_negative(value: str) -> int:
     if number < 0:
         raise argparse.ArgumentTypeError("must be at least 0")
     return number
-
-
-@contextmanager
-def sqlite_database() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="ee_bench_") as directory:
-        yield f"sqlite:///{Path(directory) / 'bench.db'}"
-
-
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """A new PostgreSQL database for the run, dropped on exit; yields its URL."""
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    name = f"ee_bench_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield admin.url.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = :name AND pid <> pg_backend_pid()"
-                    ),
-                    {"name": name},
-                )
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-    finally:
-        admin.dispose()
 
 
 def rpm_message(index: int, run: str) -> dict[str, Any]:
@@ -158,7 +123,7 @@ def run(database: str, executions: int, warmup: int, admin_url: str) -> dict[str
     terminal = SimulatedTerminal(seed=1)
     terminal.set_account(balance=1_000_000_000.0)  # room for every position the run opens
     settings = load_settings()
-    database_cm = postgres_database(admin_url) if database == "postgres" else sqlite_database()
+    database_cm = bench_database(database, admin_url)
     with database_cm as url:
         engine = create_execution_engine(terminal=terminal, database_url=url, settings=settings)
         try:
