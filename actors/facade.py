@@ -175,7 +175,7 @@ class ExecutionFacade:
     ) -> pykka.Future[ExecutionConfirmation]:
         """Start an execution and return a future of its confirmation (non-blocking)."""
         rpm = _parse(rpm_output)
-        fingerprint = rpm.fingerprint()
+        payload, fingerprint = rpm.payload_and_fingerprint()
         decision_id = rpm.decision_id
         with self._lock:
             self._check_running()
@@ -201,6 +201,7 @@ class ExecutionFacade:
                 rpm=rpm,
                 fingerprint=fingerprint,
                 reply=future,
+                rpm_payload=payload,
             )
             self.supervisor.start_order(job, self._order_context())
         return future

@@ -219,15 +219,16 @@ class OrderActor(pykka.ThreadingActor):
             model_version=rpm.model_version,
             engine_version=self._cfg.engine_version,
             rpm_fingerprint=self._job.fingerprint,
-            rpm_payload=rpm.model_dump(mode="json"),
+            rpm_payload=self._job.rpm_payload
+            if self._job.rpm_payload is not None
+            else rpm.model_dump(mode="json"),
             created_at=now,
             updated_at=now,
         )
-        try:
-            self._commit(record, "EXECUTION_CREATED", {"stage": "log"}, initial=True)
-        except PersistenceError as exc:
-            self._fail(exc)
-            return
+        # Stored with the first status change (SUBMITTING, or REJECTED by validation), in
+        # the same transaction and before anything is sent or answered: nothing reaches the
+        # terminal before the decision is stored, and a submit costs one commit fewer.
+        self._commit(record, "EXECUTION_CREATED", {"stage": "log"}, initial=True, defer=True)
         self._next("validate")
 
     # --- stage 1: validate before the broker --------------------------------------------
@@ -807,9 +808,10 @@ class OrderActor(pykka.ThreadingActor):
     def _write(self, op: WriteOp, *, defer: bool = False) -> None:
         """Commit `op`, together with the events deferred before it, in one write.
 
-        Only events that change no status are deferred (VALIDATED, a DONE's ORDER_ACCEPTED):
-        they ride with the next status change, which is committed before anything is sent
-        or answered, so the journal keeps every event, in order, with fewer round trips.
+        Deferred are the execution's creation (PENDING, before validation) and events that
+        change no status (VALIDATED, a DONE's ORDER_ACCEPTED): they ride with the next
+        status change, which is committed before anything is sent or answered, so the
+        journal keeps every event, in order, with fewer round trips.
         """
         if defer:
             self._deferred.append(op)

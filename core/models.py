@@ -162,7 +162,13 @@ class RPMOutput(_FrozenOpen):
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical message; tells a repeat from a conflicting payload."""
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+        return self.payload_and_fingerprint()[1]
+
+    def payload_and_fingerprint(self) -> tuple[dict[str, Any], str]:
+        """The message as JSON-ready data (what the execution stores) and its fingerprint,
+        from one dump: the submit path needs both, and dumping twice was a visible cost."""
+        payload = self.model_dump(mode="json")
+        return payload, hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 
 def canonical_json(value: Any) -> str:

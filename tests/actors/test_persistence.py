@@ -88,21 +88,79 @@ def test_write_ahead_failure_sends_nothing_and_leaves_no_orphan(
     url = f"sqlite:///{tmp_path / 'wal.db'}"
     engine = make_engine(database_url=url)
     db = create_db_engine(url)
-    # The database itself refuses the SUBMITTING record, as a full disk would.
+    # The database itself refuses the SUBMITTING record, as a full disk would. A new
+    # execution is stored with its first status change, so SUBMITTING arrives as an INSERT
+    # (the first order) and as an UPDATE (a re-submit).
     with db.begin() as connection:
-        connection.exec_driver_sql(
-            "CREATE TRIGGER refuse_submitting BEFORE UPDATE ON execution_logs "
-            "WHEN NEW.status = 'SUBMITTING' BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-        )
+        for operation in ("INSERT", "UPDATE"):
+            connection.exec_driver_sql(
+                f"CREATE TRIGGER refuse_submitting_{operation} BEFORE {operation} "
+                "ON execution_logs WHEN NEW.status = 'SUBMITTING' "
+                "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
 
     with pytest.raises(PersistenceUnavailableError, match="journal write"):
         engine.execute(rpm())
 
     assert sim.sent_requests() == []
     assert sim.history_orders_snapshot() == () or list(sim.history_orders_snapshot()) == []
-    (stored,) = engine.get_execution_history()
-    assert stored.status is ExecutionStatus.PENDING  # not final: recovery will settle it
+    # The whole transaction was refused: no execution and none of its events was left
+    # behind for recovery to settle (the halt the failed write causes may be journaled).
+    assert engine.get_execution_history() == []
+    assert {event for event, _ in _journal(url)} <= {"TRADING_STATE_CHANGED"}
     db.dispose()
+
+
+def _journal(url: str) -> list[tuple[str, str]]:
+    db = create_db_engine(url)
+    with db.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT event_type, payload FROM execution_events ORDER BY sequence"
+        ).all()
+    db.dispose()
+    return [(str(event_type), str(payload)) for event_type, payload in rows]
+
+
+def test_a_fill_takes_two_commits_and_the_first_is_the_write_ahead(
+    make_engine: EngineFactory, sim: SimulatedTerminal, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'commits.db'}"
+    engine = make_engine(database_url=url)
+    before = engine.persistence.proxy().stats().get(timeout=10)
+
+    confirmation = engine.execute(rpm())
+
+    after = engine.persistence.proxy().stats().get(timeout=10)
+    assert confirmation.status is ExecutionStatus.FILLED
+    # Created + validated + SUBMITTING in the write-ahead commit; accepted + FILLED after.
+    assert after["batches"] - before["batches"] == 2
+    assert [event for event, _ in _journal(url)] == [
+        "EXECUTION_CREATED",
+        "VALIDATED",
+        "SUBMITTING",
+        "ORDER_ACCEPTED",
+        "EXECUTION_FILLED",
+    ]
+    assert len(sim.sent_requests()) == 1
+
+
+def test_a_rejection_is_stored_in_one_commit_with_its_creation(
+    make_engine: EngineFactory, sim: SimulatedTerminal, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'reject.db'}"
+    engine = make_engine(database_url=url)
+    sim.set_trade_allowed(False)
+    before = engine.persistence.proxy().stats().get(timeout=10)
+
+    confirmation = engine.execute(rpm())
+
+    after = engine.persistence.proxy().stats().get(timeout=10)
+    assert confirmation.status is ExecutionStatus.REJECTED
+    assert after["batches"] - before["batches"] == 1
+    events = _journal(url)
+    assert [event for event, _ in events] == ["EXECUTION_CREATED", "EXECUTION_REJECTED"]
+    assert '"status":"PENDING"' in events[0][1]
+    assert sim.sent_requests() == []
 
 
 def test_actor_threads_are_gone_after_stop(tmp_path: Path) -> None:
