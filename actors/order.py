@@ -18,6 +18,7 @@ import pykka
 
 from actors._scheduler import Handle, Scheduler
 from actors._shared import MarginBook, TradingSwitch
+from actors._threads import ReusedThreads
 from actors.broker import SendRequest
 from actors.messages import (
     Advance,
@@ -120,8 +121,16 @@ class _BrokerGoneError(Exception):
     """The BrokerActor was not there to take the request: nothing reached the terminal."""
 
 
+_THREADS = ReusedThreads("OrderActor")
+"""Threads for OrderActors: one per live execution, reused once its execution is final."""
+
+
 class OrderActor(pykka.ThreadingActor):
     use_daemon_thread = True
+
+    def _start_actor_loop(self) -> None:
+        # Pykka's hook for where an actor's loop runs: on a reused thread, not a new one.
+        _THREADS.run(self._actor_loop)
 
     def __init__(self, job: NewExecution, ctx: OrderContext) -> None:
         super().__init__()
