@@ -28,7 +28,9 @@ def make_client_id(execution_id: str, prefix: str = "ee") -> str:
         raise ValueError(f"client id prefix must be 1-8 of [A-Za-z0-9_], got {prefix!r}")
     if not execution_id:
         raise ValueError("execution_id must not be empty")
-    digest = b32encode(hashlib.sha256(execution_id.encode("utf-8")).digest())
+    # Base32 encodes each 5 bytes on their own, so the first 15 bytes (24 characters) give
+    # the same leading characters as the whole digest, at half the cost (it runs per submit).
+    digest = b32encode(hashlib.sha256(execution_id.encode("utf-8")).digest()[:15])
     return f"{prefix}-{digest.decode('ascii').lower()[: CLIENT_ID_MAX_LENGTH - len(prefix) - 1]}"
 
 
