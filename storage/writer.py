@@ -16,6 +16,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from typing import Any, ClassVar
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
@@ -33,7 +34,6 @@ from storage.journal import (
 from storage.schema import (
     execution_events,
     execution_logs,
-    log_to_values,
     row_to_log,
     trading_state,
 )
@@ -187,6 +187,9 @@ class JournalWriter:
                 rows may or may not be there: read them back before retrying).
             ValueError: an op cannot be stored as given (naive datetime, a value JSON
                 cannot hold such as NaN); nothing of the batch was stored.
+
+        The events' payloads may share values with the ops' payloads and with the writer's
+        own state (they are not copied): treat them as read-only, as the events are.
         """
         if not ops:
             return []
@@ -372,18 +375,79 @@ _FIXED_FIELDS = frozenset(
     }
 )
 _NOT_CHANGING: set[str] = {*_FIXED_FIELDS, "execution_id"}
+_RPM_PAYLOAD: set[str] = {"rpm_payload"}
+# Exact types whose JSON text reads back as an equal value of the same type.
+_JSON_SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None)})
 
 
 @dataclass(frozen=True, slots=True)
 class _State:
-    """An execution's state and its JSON form (what "changes" are computed against)."""
+    """An execution's state and its JSON form (what "changes" are computed against).
+
+    The RPM payload is kept apart from the other fields: it is most of the JSON form and
+    never changes in practice, so the next state avoids dumping it again when it can tell
+    the payload is the same without doing so.
+    """
 
     log: ExecutionLog
     fields: dict[str, Any]
+    """The JSON form of every field but ``rpm_payload``."""
+    rpm_payload: dict[str, Any]
+    """The JSON form of ``rpm_payload``."""
 
     @classmethod
     def of(cls, log: ExecutionLog) -> _State:
-        return cls(log, log.model_dump(mode="json"))
+        return cls(log, log.model_dump(mode="json", exclude=_RPM_PAYLOAD), _rpm_payload_json(log))
+
+    def all_fields(self) -> dict[str, Any]:
+        """The JSON form of every field (``ExecutionLog.model_dump(mode="json")``)."""
+        return {**self.fields, "rpm_payload": self.rpm_payload}
+
+    def then(self, log: ExecutionLog) -> tuple[_State, dict[str, Any]]:
+        """`log`'s state, and its changes from this one (`ExecutionLog.changes_from`)."""
+        fields = log.model_dump(mode="json", exclude=_RPM_PAYLOAD)
+        before = self.fields
+        changes = {key: value for key, value in fields.items() if before.get(key) != value}
+        rpm_payload = self._same_rpm_payload(log)
+        if rpm_payload is None:
+            rpm_payload = _rpm_payload_json(log)
+            if rpm_payload != self.rpm_payload:
+                changes["rpm_payload"] = rpm_payload
+        return _State(log, fields, rpm_payload), changes
+
+    def _same_rpm_payload(self, log: ExecutionLog) -> dict[str, Any] | None:
+        """The JSON form of `log`'s RPM payload if it is known equal to this state's.
+
+        Found without dumping it: plain JSON is its own JSON form. The walk is needed as
+        a value that is not plain may equal a plain one (Decimal("1") == 1) and yet have
+        another form. None when unsure: the caller then dumps and compares.
+        """
+        value = log.rpm_payload
+        if value is self.log.rpm_payload:  # carried over (model_copy): the same value
+            return self.rpm_payload
+        try:
+            if value == self.rpm_payload and _is_plain_json(value):
+                # Its own form, not this state's: they are equal but may differ in type
+                # (1 and 1.0), and the row stores the new state's form.
+                return value
+        except RecursionError:  # a cycle: the dump reports it
+            pass
+        return None
+
+    def row_values(self) -> dict[str, Any]:
+        """`log_to_values` of the state, reusing the RPM payload's JSON form."""
+        values = self.log.model_dump(exclude=_RPM_PAYLOAD)
+        values["rpm_payload"] = self.rpm_payload
+        values["status"] = self.log.status.value
+        values["rejection_reason"] = (
+            self.log.rejection_reason.value if self.log.rejection_reason is not None else None
+        )
+        return values
+
+
+def _rpm_payload_json(log: ExecutionLog) -> dict[str, Any]:
+    payload: dict[str, Any] = log.model_dump(mode="json", include=_RPM_PAYLOAD)["rpm_payload"]
+    return payload
 
 
 class _BulkInsertRefusedError(Exception):
@@ -430,24 +494,17 @@ def _apply(
             ):
                 raise ValueError(f"execution {execution_id!r} cannot change its rpm_decision_id")
             first_op.setdefault(execution_id, index)
-            state = _State.of(op.projection)
-            # What `ExecutionLog.changes_from` gives, without dumping the previous state again.
             if previous is None:
-                payload[CHANGES_KEY] = state.fields
+                state = _State.of(op.projection)
+                payload[CHANGES_KEY] = state.all_fields()
             else:
-                before = previous.fields
-                payload[CHANGES_KEY] = {
-                    key: value for key, value in state.fields.items() if before.get(key) != value
-                }
+                state, payload[CHANGES_KEY] = previous.then(op.projection)
             changed.setdefault(execution_id, set()).update(payload[CHANGES_KEY])
             latest[execution_id] = state
         if op.trading_state is not None:
             payload[TRADING_STATE_KEY] = op.trading_state.model_dump(mode="json")
             new_trading_state = op.trading_state
-        # Round-trip once so the stored text is canonical for the value a reader parses
-        # back (e.g. integer keys become strings and would sort differently).
-        parsed: dict[str, Any] = json.loads(canonical_json(payload))
-        text = canonical_json(parsed)
+        parsed, text = _canonical_payload(payload, op.payload)
         sequence += 1
         digest = _chain_hash(
             prev_hash,
@@ -486,26 +543,26 @@ def _apply(
         prev_hash = digest
     full_updates: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
-    inserts: list[tuple[ExecutionLog, int]] = []
+    inserts: list[tuple[_State, int]] = []
     for execution_id, state in latest.items():
         if execution_id not in stored:
-            inserts.append((state.log, first_op[execution_id]))
+            inserts.append((state, first_op[execution_id]))
         elif changed[execution_id].isdisjoint(_FIXED_FIELDS):
             values = _changing_values(state.log)
             values["key_execution_id"] = execution_id
             updates.append(values)
         else:
-            values = log_to_values(state.log)
+            values = state.row_values()
             values["key_execution_id"] = values.pop("execution_id")
             full_updates.append(values)
     if len(inserts) > 1 and bulk_insert:
         try:
-            connection.execute(_INSERT_LOG, [log_to_values(log) for log, _ in inserts])
+            connection.execute(_INSERT_LOG, [new.row_values() for new, _ in inserts])
         except IntegrityError as exc:
             raise _BulkInsertRefusedError from exc
     else:
-        for log, op_index in inserts:
-            _insert_projection(connection, log, op_index)
+        for new, op_index in inserts:
+            _insert_projection(connection, new, op_index)
     if updates:
         connection.execute(_UPDATE_LOG, updates)
     if full_updates:
@@ -514,6 +571,49 @@ def _apply(
         _store_trading_state(connection, new_trading_state)
     _insert_events(connection, rows)
     return events, latest
+
+
+def _canonical_payload(
+    payload: dict[str, Any], given: dict[str, Any]
+) -> tuple[dict[str, Any], str]:
+    """The payload as a reader parses it back from the stored text, and that text.
+
+    The text must be canonical for the value read back, not for the value given: e.g. an
+    integer key becomes a string and would sort differently. Only `given` (the caller's
+    part) needs checking: what the writer adds is pydantic's JSON form, already plain.
+    When it is plain JSON, one encoding gives both (NaN is still refused by the encoder);
+    otherwise the payload is encoded, parsed back and encoded again.
+    """
+    try:
+        plain = _is_plain_json(given)
+    except RecursionError:  # a cycle: the encoder names it
+        plain = False
+    if plain:
+        return payload, canonical_json(payload)
+    parsed: dict[str, Any] = json.loads(canonical_json(payload))
+    return parsed, canonical_json(parsed)
+
+
+def _is_plain_json(value: Any) -> bool:
+    """Whether JSON reads `value` back as itself: dicts with str keys, lists and scalars.
+
+    Exact types: a subclass (an enum, a tuple, an OrderedDict) may read back as another
+    type, so it takes the slow path.
+    """
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                return False
+            if type(item) not in _JSON_SCALARS and not _is_plain_json(item):
+                return False
+        return True
+    if kind is list:
+        for item in value:
+            if type(item) not in _JSON_SCALARS and not _is_plain_json(item):
+                return False
+        return True
+    return kind in _JSON_SCALARS
 
 
 def _chain_hash(
@@ -535,7 +635,7 @@ def _chain_hash(
     content = (
         f'{{"broker_time_msc":{_json_scalar(broker_time_msc)},'
         f'"engine_time_us":{_json_scalar(engine_time_us)},'
-        f'"event_type":{json.dumps(event_type)},'
+        f'"event_type":{_json_scalar(event_type)},'
         f'"execution_id":{_json_scalar(execution_id)},'
         f'"payload":{payload_text},'
         f'"sequence":{_json_scalar(sequence)}}}'
@@ -544,6 +644,11 @@ def _chain_hash(
 
 
 def _json_scalar(value: str | int | None) -> str:
+    """`json.dumps(value)`, without its generic path for the usual exact str and int."""
+    if type(value) is str:
+        return encode_basestring_ascii(value)
+    if type(value) is int:
+        return int.__repr__(value)
     return json.dumps(value) if value is not None else "null"
 
 
@@ -578,17 +683,17 @@ def _changing_values(log: ExecutionLog) -> dict[str, Any]:
     return values
 
 
-def _insert_projection(connection: Connection, log: ExecutionLog, op_index: int) -> None:
+def _insert_projection(connection: Connection, state: _State, op_index: int) -> None:
     # One INSERT per new execution (not executemany) so that a duplicate decision id is
     # pinned to its op.
     try:
-        connection.execute(_INSERT_LOG, log_to_values(log))
+        connection.execute(_INSERT_LOG, state.row_values())
     except IntegrityError as exc:
         # Both drivers name the violated column or constraint in the message.
         if "rpm_decision_id" in str(exc.orig):
             raise DuplicateDecisionError(
-                decision_id=log.rpm_decision_id,
-                execution_id=log.execution_id,
+                decision_id=state.log.rpm_decision_id,
+                execution_id=state.log.execution_id,
                 op_index=op_index,
             ) from exc
         raise
