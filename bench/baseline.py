@@ -64,6 +64,7 @@ from bench._common import (
     add_workload_arguments,
     bench_database,
     emit,
+    machine_reference_ms,
     make_terminal,
     new_run_id,
     rpm_messages,
@@ -315,6 +316,7 @@ def run(
         gc.collect()
         idle_rss = rss_mb()
         load_before = os.getloadavg()[0]
+        reference_ms = machine_reference_ms()
         terminal.reset_calls()
         clock = RunClock()
         with RssSampler() as sampler:
@@ -348,6 +350,7 @@ def run(
             "failed": sum(failures.values()),
             "max_in_flight": min(workload.concurrency, workload.executions),
             "machine_load_1m": round(load_before, 2),
+            "machine_reference_ms": reference_ms,
             "first_poll": "immediate" if first_poll_immediate else "after 0.5 s",
         },
     )

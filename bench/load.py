@@ -43,6 +43,7 @@ from bench._common import (
     add_workload_arguments,
     bench_database,
     emit,
+    machine_reference_ms,
     make_terminal,
     new_run_id,
     rpm_messages,
@@ -160,6 +161,7 @@ def run(
             gc.collect()
             idle_rss = rss_mb()
             load_before = os.getloadavg()[0]
+            reference_ms = machine_reference_ms()
             terminal.reset_calls()
             clock = RunClock()
             with RssSampler() as sampler:
@@ -216,6 +218,7 @@ def run(
             "rejection_reasons": dict(reasons.most_common(5)),
             "max_in_flight": driver.max_outstanding,
             "machine_load_1m": round(load_before, 2),
+            "machine_reference_ms": reference_ms,
             "database_statuses": stored,
             "database_not_final": not_final,
             "journal_chain_ok": chain.ok,

@@ -58,6 +58,8 @@ def assert_complete(result: dict[str, Any], executions: int) -> None:
     for series in ("submit_latency_ms", "end_to_end_ms"):
         assert set(result[series]) == {"p50", "p95", "p99", "max"}
         assert 0 <= result[series]["p50"] <= result[series]["max"]
+    # How fast the machine was, so that figures from different runs can be compared.
+    assert result["machine_reference_ms"] > 0
 
 
 def test_load_runs_the_engine_to_the_end_and_prints_json() -> None:
