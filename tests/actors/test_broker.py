@@ -19,7 +19,7 @@ import pykka
 import pytest
 
 from actors._scheduler import Scheduler
-from actors.broker import BrokerActor, BrokerConfig
+from actors.broker import BrokerActor, BrokerConfig, SendRequest
 from actors.messages import FillUpdate, OrderFinding, Preflight, SendOutcome
 from core.clock import Clock, SystemClock
 from core.enums import ExecutionStatus, RetcodeClass
@@ -761,3 +761,61 @@ def test_find_order_is_none_when_absent(broker: Broker, sim: SimulatedTerminal) 
     assert find(broker, make_client_id("exec_never_sent")) is None
     assert count(sim, "history_orders_get") == 1
     assert count(sim, "order_send") == 0
+
+
+# --- dying with sends in line ----------------------------------------------------------------
+
+
+class _Crash:
+    """Makes `_CrashableBroker` fail, as a bug in a told message would."""
+
+
+class _CrashableBroker(BrokerActor):
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, _Crash):
+            raise RuntimeError("injected broker failure")
+        return super().on_receive(message)
+
+
+class _GatedTerminal:
+    """The simulator, with `order_send` held until the test releases it."""
+
+    def __init__(self, sim: SimulatedTerminal) -> None:
+        self._sim = sim
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def order_send(self, request: dict[str, Any]) -> Any:
+        self.entered.set()
+        assert self.release.wait(TIMEOUT)
+        return self._sim.order_send(request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sim, name)
+
+
+def test_sends_still_in_the_inbox_of_a_dying_broker_are_answered_as_not_sent(
+    sim: SimulatedTerminal, clock: ManualClock, scheduler: Scheduler
+) -> None:
+    """Pykka drops the tells left in a dead actor's inbox: their senders must hear at once
+    that nothing was sent, not wait out their order timeout."""
+    terminal = _GatedTerminal(sim)
+    ref = _CrashableBroker.start(terminal, BrokerConfig(poll_interval=0.01), clock, scheduler)
+    try:
+        replies: list[pykka.Future[SendOutcome]] = [pykka.ThreadingFuture() for _ in range(3)]
+        ref.tell(SendRequest(order_request(client_id="ee-first"), None, replies[0]))
+        assert terminal.entered.wait(TIMEOUT)  # the first send is at the terminal
+        ref.tell(_Crash())
+        for n, reply in enumerate(replies[1:], start=1):
+            ref.tell(SendRequest(order_request(client_id=f"ee-queued-{n}"), None, reply))
+        terminal.release.set()
+
+        assert replies[0].get(timeout=TIMEOUT).klass is RetcodeClass.SUCCESS
+        for reply in replies[1:]:
+            with pytest.raises(pykka.ActorDeadError, match="before this order was sent"):
+                reply.get(timeout=TIMEOUT)
+        assert [r["comment"] for r in sim.sent_requests()] == ["ee-first"]
+    finally:
+        terminal.release.set()
+        if ref.is_alive():
+            ref.stop(timeout=TIMEOUT)
