@@ -21,6 +21,7 @@ from typing import Any
 import pykka
 
 from actors._broker_cache import TickAges, WindowCache
+from actors._reply import FastInbox, Reply
 from actors._scheduler import Handle, Scheduler
 from actors._shared import TradingSwitch
 from actors.messages import (
@@ -124,7 +125,7 @@ class SendRequest:
 
     request: ExecutionRequest
     not_after: float | None
-    reply: pykka.Future[SendOutcome]
+    reply: Reply[SendOutcome] | pykka.Future[SendOutcome]
 
 
 class _SendTurn:
@@ -133,7 +134,7 @@ class _SendTurn:
     __slots__ = ()
 
 
-class BrokerActor(pykka.ThreadingActor):
+class BrokerActor(FastInbox):
     """Serializes all access to one terminal (the real module, the simulator or the bridge)."""
 
     use_daemon_thread = True

@@ -13,6 +13,7 @@ from typing import Any
 
 import pykka
 
+from actors._reply import Reply
 from core.enums import RetcodeClass
 from core.models import RPMOutput
 
@@ -152,7 +153,7 @@ class Write:
     """Ops to commit; `reply` is set with the journal events after the commit."""
 
     ops: tuple[Any, ...]
-    reply: pykka.Future[Any]
+    reply: Reply[Any] | pykka.Future[Any]
 
 
 @dataclass(frozen=True, slots=True)

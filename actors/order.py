@@ -16,6 +16,7 @@ from typing import Any
 
 import pykka
 
+from actors._reply import FastInbox, Reply
 from actors._scheduler import Handle, Scheduler
 from actors._shared import MarginBook, TradingSwitch
 from actors._threads import ReusedThreads
@@ -125,7 +126,7 @@ _THREADS = ReusedThreads("OrderActor")
 """Threads for OrderActors: one per live execution, reused once its execution is final."""
 
 
-class OrderActor(pykka.ThreadingActor):
+class OrderActor(FastInbox):
     use_daemon_thread = True
 
     def _start_actor_loop(self) -> None:
@@ -410,7 +411,7 @@ class OrderActor(pykka.ThreadingActor):
         """
         now = self._ctx.clock.monotonic()
         wait = max((self._deadline if self._deadline is not None else now) - now, 0.0)
-        reply: pykka.Future[SendOutcome] = pykka.ThreadingFuture()
+        reply: Reply[SendOutcome] = Reply()
         try:
             self._ctx.broker().actor_ref.tell(SendRequest(request, self._deadline, reply))
             outcome = reply.get(timeout=wait + self._cfg.ask_timeout)

@@ -18,6 +18,7 @@ from typing import Any
 import pykka
 from sqlalchemy import Engine, event
 
+from actors._reply import FastInbox, Reply
 from actors.messages import Flush, Write
 from core.errors import PersistenceError, PersistenceUnavailableError
 from core.models import ExecutionLog
@@ -28,7 +29,7 @@ from storage.writer import JournalWriter, WriteOp
 log = logging.getLogger(__name__)
 
 
-class PersistenceActor(pykka.ThreadingActor):
+class PersistenceActor(FastInbox):
     """Owns the one `JournalWriter`; every other actor writes through it."""
 
     use_daemon_thread = True
@@ -143,7 +144,7 @@ def write_and_wait(
     Raises `PersistenceUnavailableError` when the write failed, the actor is gone or the
     commit did not come back in time: the caller must then act as if nothing was written.
     """
-    reply: pykka.Future[Any] = pykka.ThreadingFuture()
+    reply: Reply[list[Any]] = Reply()
     try:
         persistence.tell(Write(tuple(ops), reply))
     except pykka.ActorDeadError as exc:
