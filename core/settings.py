@@ -231,6 +231,13 @@ class Settings(BaseSettings):
         description="A terminal disconnected this long halts trading.",
     )
 
+    gc_freeze_on_start: bool = Field(
+        True,
+        validation_alias="EE_GC_FREEZE_ON_START",
+        description="After start-up, exempt every object that exists from garbage "
+        "collection (gc.freeze): full collections then walk only what came later.",
+    )
+
     # --- API and logging -------------------------------------------------------------------
     api_tokens: SecretStr | None = Field(
         None,

@@ -26,6 +26,11 @@ from sqlalchemy.pool import NullPool
 # SQLite: a file under the test's tmp_path (WAL and several connections need a real file).
 # =============================================================================================
 
+# Hundreds of engines start in this one process: a full collection and gc.freeze() at each
+# start would cost seconds and keep the stopped ones' cycles alive until it ends. The one
+# test of the freeze turns it on for its own engine (tests/actors/test_facade_gc.py).
+os.environ.setdefault("EE_GC_FREEZE_ON_START", "false")
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "EE_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 )
