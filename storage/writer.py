@@ -12,15 +12,28 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Engine,
+    Insert,
+    Update,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from core.enums import TradingState
 from core.errors import PersistenceError, PersistenceUnavailableError
@@ -165,6 +178,7 @@ class JournalWriter:
         # which bounds it by the executions in flight.
         self._committed: dict[str, _State] = {}
         self._connection: Connection | None = None
+        self._driver = _DriverStatements.for_dialect(engine.dialect)
 
     @property
     def last_sequence(self) -> int:
@@ -246,6 +260,7 @@ class JournalWriter:
                     self._last_hash,
                     self._committed,
                     bulk_insert=bulk_insert,
+                    driver=self._driver,
                 )
             except DBAPIError as exc:
                 self._discard()
@@ -350,7 +365,7 @@ _INSERT_EVENTS_HEAD = (
     "INSERT INTO execution_events (sequence, execution_id, event_type, payload, "
     "engine_time_us, broker_time_msc, prev_hash, hash) VALUES "
 )
-_EVENT_ROWS_PER_STATEMENT = 500
+_ROWS_PER_INSERT = 500
 
 # Fields an execution is created with and that no later op changes in practice. When none
 # of them changed, an UPDATE leaves them out (the RPM payload above all: re-encoding it on
@@ -452,7 +467,11 @@ def _rpm_payload_json(log: ExecutionLog) -> dict[str, Any]:
 
 class _BulkInsertRefusedError(Exception):
     """The one INSERT of every new execution of a batch was refused (the batch is rolled
-    back and written again with one INSERT each, which names the op at fault)."""
+    back and written again with one INSERT each, which names the op at fault).
+
+    Also raised when the one round trip of a batch that inserts fails on a constraint: the
+    driver does not say which statement failed, and the retry finds out.
+    """
 
 
 def _apply(
@@ -463,8 +482,14 @@ def _apply(
     committed: dict[str, _State],
     *,
     bulk_insert: bool = True,
+    driver: _DriverStatements | None = None,
 ) -> tuple[list[JournalEvent], dict[str, _State]]:
-    """Stage the batch on `connection`; return its events and each execution's new state."""
+    """Stage the batch on `connection`; return its events and each execution's new state.
+
+    With `driver` (PostgreSQL) and `bulk_insert`, the projection and journal writes go out
+    as one round trip; without `bulk_insert` (the retry after a refused INSERT), each new
+    execution is inserted on its own through SQLAlchemy, which names the op at fault.
+    """
     sequence, prev_hash = last_sequence, last_hash
     ids: dict[str, bool] = {}  # execution id -> its first op in the batch creates it
     for op in ops:
@@ -541,36 +566,63 @@ def _apply(
             )
         )
         prev_hash = digest
-    full_updates: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    inserts: list[tuple[_State, int]] = []
-    for execution_id, state in latest.items():
-        if execution_id not in stored:
-            inserts.append((state, first_op[execution_id]))
-        elif changed[execution_id].isdisjoint(_FIXED_FIELDS):
-            values = _changing_values(state.log)
-            values["key_execution_id"] = execution_id
-            updates.append(values)
-        else:
-            values = state.row_values()
-            values["key_execution_id"] = values.pop("execution_id")
-            full_updates.append(values)
-    if len(inserts) > 1 and bulk_insert:
+    writes = _ProjectionWrites.of(latest, stored, changed, first_op)
+    if driver is not None and bulk_insert:
+        # Not part of the one call: the upsert reads its UPDATE's row count (and is rare).
+        if new_trading_state is not None:
+            _store_trading_state(connection, new_trading_state)
+        _write_in_one_round_trip(connection, driver, writes, rows)
+        return events, latest
+    if len(writes.inserts) > 1 and bulk_insert:
         try:
-            connection.execute(_INSERT_LOG, [new.row_values() for new, _ in inserts])
+            connection.execute(_INSERT_LOG, [new.row_values() for new, _ in writes.inserts])
         except IntegrityError as exc:
             raise _BulkInsertRefusedError from exc
     else:
-        for new, op_index in inserts:
+        for new, op_index in writes.inserts:
             _insert_projection(connection, new, op_index)
-    if updates:
-        connection.execute(_UPDATE_LOG, updates)
-    if full_updates:
-        connection.execute(_UPDATE_LOG, full_updates)
+    if writes.updates:
+        connection.execute(_UPDATE_LOG, writes.updates)
+    if writes.full_updates:
+        connection.execute(_UPDATE_LOG, writes.full_updates)
     if new_trading_state is not None:
         _store_trading_state(connection, new_trading_state)
     _insert_events(connection, rows)
     return events, latest
+
+
+@dataclass(frozen=True, slots=True)
+class _ProjectionWrites:
+    """The `execution_logs` rows a batch writes, as the statements' parameters."""
+
+    inserts: list[tuple[_State, int]]
+    """Each new execution's state and the index of the op that created it."""
+    updates: list[dict[str, Any]]
+    """UPDATEs of the changing columns only (no fixed field changed)."""
+    full_updates: list[dict[str, Any]]
+    """UPDATEs of every column."""
+
+    @classmethod
+    def of(
+        cls,
+        latest: dict[str, _State],
+        stored: dict[str, _State],
+        changed: dict[str, set[str]],
+        first_op: dict[str, int],
+    ) -> _ProjectionWrites:
+        writes = cls([], [], [])
+        for execution_id, state in latest.items():
+            if execution_id not in stored:
+                writes.inserts.append((state, first_op[execution_id]))
+            elif changed[execution_id].isdisjoint(_FIXED_FIELDS):
+                values = _changing_values(state.log)
+                values["key_execution_id"] = execution_id
+                writes.updates.append(values)
+            else:
+                values = state.row_values()
+                values["key_execution_id"] = values.pop("execution_id")
+                writes.full_updates.append(values)
+        return writes
 
 
 def _canonical_payload(
@@ -661,11 +713,144 @@ def _insert_events(connection: Connection, rows: list[dict[str, Any]]) -> None:
     the error handling are SQLAlchemy's).
     """
     marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    for sql, params in _event_statements(marker, rows):
+        connection.exec_driver_sql(sql, params)
+
+
+def _event_statements(
+    marker: str, rows: list[dict[str, Any]]
+) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """The journal rows' INSERT statements, as driver SQL and its parameters."""
     row_sql = "(" + ", ".join([marker] * len(_EVENT_COLUMNS)) + ")"
-    for start in range(0, len(rows), _EVENT_ROWS_PER_STATEMENT):
-        chunk = rows[start : start + _EVENT_ROWS_PER_STATEMENT]
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
         params = tuple(row[column] for row in chunk for column in _EVENT_COLUMNS)
-        connection.exec_driver_sql(_INSERT_EVENTS_HEAD + ", ".join([row_sql] * len(chunk)), params)
+        yield _INSERT_EVENTS_HEAD + ", ".join([row_sql] * len(chunk)), params
+
+
+_PYFORMAT_MARKER = re.compile(r"%\((\w+)\)s")
+_BindProcessor = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _DriverStatement:
+    """A compiled statement as driver SQL with positional ``%s`` markers.
+
+    The parameters are converted by the same bind processors SQLAlchemy would apply (the
+    UTC datetime type, JSON through the engine's serializer), so the stored values are the
+    same, without SQLAlchemy's per-row work around them.
+    """
+
+    sql: str
+    binds: tuple[tuple[str, _BindProcessor | None], ...]
+    """Each marker's value name, in order, and its bind processor if it has one."""
+
+    @classmethod
+    def compile(
+        cls, statement: Insert | Update, dialect: Dialect, column_keys: Sequence[str]
+    ) -> _DriverStatement:
+        compiled = statement.compile(dialect=dialect, column_keys=list(column_keys))
+        assert isinstance(compiled, SQLCompiler)
+        text = str(compiled)
+        binds = tuple(
+            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in _PYFORMAT_MARKER.findall(text)
+        )
+        return cls(_PYFORMAT_MARKER.sub("%s", text), binds)
+
+    def params(self, values: dict[str, Any]) -> list[Any]:
+        return [
+            values[name] if process is None else process(values[name])
+            for name, process in self.binds
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class _DriverStatements:
+    """The projection statements as driver SQL, for psycopg2 only.
+
+    psycopg2 sends a statement with its parameters inlined, so several statements joined by
+    semicolons go to the server as one round trip; drivers that bind on the server (psycopg
+    3) refuse that, and SQLite runs one statement per call.
+    """
+
+    insert: _DriverStatement
+    """The INSERT of one row; `insert_head` and `insert_row` split it for several rows."""
+    insert_head: str
+    insert_row: str
+    update: _DriverStatement
+    full_update: _DriverStatement
+
+    @classmethod
+    def for_dialect(cls, dialect: Dialect) -> _DriverStatements | None:
+        if (
+            dialect.name != "postgresql"
+            or dialect.driver != "psycopg2"
+            or dialect.paramstyle not in ("pyformat", "format")
+        ):
+            return None
+        columns = execution_logs.c.keys()
+        changing = [name for name in columns if name not in _NOT_CHANGING]
+        # As the UPDATEs' parameters name them: the row's own id only in the WHERE clause.
+        every = [name for name in columns if name != "execution_id"]
+        key = ["key_execution_id"]
+        insert = _DriverStatement.compile(_INSERT_LOG, dialect, columns)
+        head, row = insert.sql.split(" VALUES ", 1)
+        return cls(
+            insert=insert,
+            insert_head=head + " VALUES ",
+            insert_row=row,
+            update=_DriverStatement.compile(_UPDATE_LOG, dialect, changing + key),
+            full_update=_DriverStatement.compile(_UPDATE_LOG, dialect, every + key),
+        )
+
+
+def _write_in_one_round_trip(
+    connection: Connection,
+    driver: _DriverStatements,
+    writes: _ProjectionWrites,
+    rows: list[dict[str, Any]],
+) -> None:
+    """Send the batch's projection and journal writes as one multi-statement call.
+
+    One round trip instead of one per statement, and none of SQLAlchemy's per-row
+    processing; errors still come back wrapped as SQLAlchemy's.
+
+    Raises:
+        _BulkInsertRefusedError: a constraint refused the call and the batch inserts
+            executions (a duplicate decision id, most likely).
+    """
+    statements: list[str] = []
+    params: list[Any] = []
+    for sql, statement_params in itertools.chain(
+        _projection_statements(driver, writes), _event_statements("%s", rows)
+    ):
+        statements.append(sql)
+        params += statement_params
+    try:
+        connection.exec_driver_sql("; ".join(statements), tuple(params))
+    except IntegrityError as exc:
+        if writes.inserts:
+            raise _BulkInsertRefusedError from exc
+        raise
+
+
+def _projection_statements(
+    driver: _DriverStatements, writes: _ProjectionWrites
+) -> Iterator[tuple[str, list[Any]]]:
+    """The `execution_logs` INSERTs and UPDATEs of `writes`, as driver SQL and parameters."""
+    for start in range(0, len(writes.inserts), _ROWS_PER_INSERT):
+        chunk = writes.inserts[start : start + _ROWS_PER_INSERT]
+        params: list[Any] = []
+        for state, _ in chunk:
+            params += driver.insert.params(state.row_values())
+        yield driver.insert_head + ", ".join([driver.insert_row] * len(chunk)), params
+    for statement, updates in (
+        (driver.update, writes.updates),
+        (driver.full_update, writes.full_updates),
+    ):
+        for values in updates:
+            yield statement.sql, statement.params(values)
 
 
 def _load_projections(connection: Connection, execution_ids: list[str]) -> dict[str, _State]:
