@@ -35,9 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.pool import NullPool
-
+from storage.scratch import admin_engine, scratch_database
 from terminals import constants as mt5
 from terminals.simulated import SimulatedTerminal
 
@@ -157,23 +155,10 @@ def bench_database(kind: str, admin_url: str = DEFAULT_POSTGRES_ADMIN_URL) -> It
         return
     if kind != "postgres":
         raise ValueError(f"unknown database kind {kind!r}")
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    name = f"ee_bench_{uuid.uuid4().hex[:12]}"
+    admin = admin_engine(admin_url)
     try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield admin.url.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = :name AND pid <> pg_backend_pid()"
-                    ),
-                    {"name": name},
-                )
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+        with scratch_database(admin, "ee_bench") as url:
+            yield url
     finally:
         admin.dispose()
 

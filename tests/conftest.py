@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
+
+from storage.scratch import scratch_database
 
 # =============================================================================================
 # Databases
@@ -63,27 +63,6 @@ def postgres_admin_engine() -> Iterator[Engine]:
     engine.dispose()
 
 
-@contextmanager
-def _postgres_database(admin: Engine) -> Iterator[str]:
-    """A new empty PostgreSQL database, dropped on exit; yields its URL."""
-    name = f"ee_test_{uuid.uuid4().hex[:16]}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            # A test that forgot to dispose an engine must not make the DROP fail.
-            connection.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": name},
-            )
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-
-
 @pytest.fixture(
     params=[pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
 )
@@ -92,14 +71,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ee_test.db'}"
         return
-    with _postgres_database(request.getfixturevalue("postgres_admin_engine")) as url:
+    with scratch_database(request.getfixturevalue("postgres_admin_engine"), "ee_test") as url:
         yield url
 
 
 @pytest.fixture
 def postgres_url(postgres_admin_engine: Engine) -> Iterator[str]:
     """A new empty PostgreSQL database only (for tests that need the production store)."""
-    with _postgres_database(postgres_admin_engine) as url:
+    with scratch_database(postgres_admin_engine, "ee_test") as url:
         yield url
 
 

@@ -28,6 +28,7 @@ from core.settings import Settings, load_settings
 from storage.db import create_db_engine, redact_url
 from storage.journal import verify_chain
 from storage.schema import execution_events, execution_logs, row_to_log
+from storage.scratch import admin_engine, scratch_database
 from storage.writer import replay_projection
 
 Progress = Callable[[str], None]
@@ -117,24 +118,10 @@ def scratch_store(database_url: str | None) -> Iterator[str]:
         return
     if backend != "postgresql":
         raise ConfigurationError(f"drills run on SQLite or PostgreSQL, not {backend}")
-    name = f"ee_drill_{secrets.token_hex(6)}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    admin = admin_engine(url)
     try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield url.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-                connection.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = :name AND pid <> pg_backend_pid()"
-                    ),
-                    {"name": name},
-                )
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+        with scratch_database(admin, "ee_drill") as scratch_url:
+            yield scratch_url
     finally:
         admin.dispose()
 
