@@ -356,18 +356,23 @@ def run(
     )
 
 
+def add_first_poll_argument(parser: argparse.ArgumentParser) -> None:
+    """`--first-poll`, the baseline's one option of its own (bench.compare takes it too)."""
+    parser.add_argument(
+        "--first-poll",
+        choices=("after-interval", "immediate"),
+        default="after-interval",
+        help="when the baseline first looks for the fill (default: 0.5 s after the send)",
+    )
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.baseline",
         description="The seeds' synchronous design on the same simulated terminal.",
     )
     add_workload_arguments(parser, executions=200, concurrency=50)
-    parser.add_argument(
-        "--first-poll",
-        choices=("after-interval", "immediate"),
-        default="after-interval",
-        help="when the monitor first looks for the fill (default: 0.5 s after the send)",
-    )
+    add_first_poll_argument(parser)
     return parser.parse_args(argv)
 
 

@@ -62,12 +62,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="The engine and the seeds' baseline on one workload, and their ratio.",
     )
     add_workload_arguments(parser, executions=200, concurrency=50)
-    parser.add_argument(
-        "--first-poll",
-        choices=("after-interval", "immediate"),
-        default="after-interval",
-        help="the baseline's first look for the fill (see bench.baseline)",
-    )
+    baseline.add_first_poll_argument(parser)
     return parser.parse_args(argv)
 
 
