@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from storage.scratch import admin_engine, scratch_database
+from storage.scratch import scratch_database_at
 from terminals import constants as mt5
 from terminals.simulated import SimulatedTerminal
 
@@ -155,12 +155,8 @@ def bench_database(kind: str, admin_url: str = DEFAULT_POSTGRES_ADMIN_URL) -> It
         return
     if kind != "postgres":
         raise ValueError(f"unknown database kind {kind!r}")
-    admin = admin_engine(admin_url)
-    try:
-        with scratch_database(admin, "ee_bench") as url:
-            yield url
-    finally:
-        admin.dispose()
+    with scratch_database_at(admin_url, "ee_bench") as url:
+        yield url
 
 
 # --- the terminal and the messages ---------------------------------------------------------

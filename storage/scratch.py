@@ -47,4 +47,15 @@ def scratch_database(admin: Engine, prefix: str) -> Iterator[str]:
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
 
 
-__all__ = ["admin_engine", "scratch_database"]
+@contextmanager
+def scratch_database_at(server_url: str | URL, prefix: str) -> Iterator[str]:
+    """`scratch_database` on the server of `server_url`, with an admin engine of its own."""
+    admin = admin_engine(server_url)
+    try:
+        with scratch_database(admin, prefix) as url:
+            yield url
+    finally:
+        admin.dispose()
+
+
+__all__ = ["admin_engine", "scratch_database", "scratch_database_at"]

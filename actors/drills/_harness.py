@@ -28,7 +28,7 @@ from core.settings import Settings, load_settings
 from storage.db import create_db_engine, redact_url
 from storage.journal import verify_chain
 from storage.schema import execution_events, execution_logs, row_to_log
-from storage.scratch import admin_engine, scratch_database
+from storage.scratch import scratch_database_at
 from storage.writer import replay_projection
 
 Progress = Callable[[str], None]
@@ -118,12 +118,8 @@ def scratch_store(database_url: str | None) -> Iterator[str]:
         return
     if backend != "postgresql":
         raise ConfigurationError(f"drills run on SQLite or PostgreSQL, not {backend}")
-    admin = admin_engine(url)
-    try:
-        with scratch_database(admin, "ee_drill") as scratch_url:
-            yield scratch_url
-    finally:
-        admin.dispose()
+    with scratch_database_at(url, "ee_drill") as scratch_url:
+        yield scratch_url
 
 
 def _require_empty(database_url: str) -> None:
