@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 import pykka
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 _ExcInfo = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
 
@@ -78,6 +79,25 @@ class FastInbox(pykka.ThreadingActor):
     @staticmethod
     def _create_actor_inbox() -> Any:
         return queue.SimpleQueue()
+
+    def _take_from_inbox(self, kind: type[M]) -> list[M]:
+        """Remove the told messages of type `kind` from the inbox, in order; keep the rest.
+
+        For a stopping actor: Pykka drops the tells left in a stopped actor's inbox without
+        a word, so the requests among them that someone waits on must be answered first.
+        Call it once the actor is marked stopped, so that nothing new lands meanwhile.
+        """
+        taken: list[M] = []
+        kept = []
+        while not self.actor_inbox.empty():
+            envelope = self.actor_inbox.get()
+            if isinstance(envelope.message, kind):
+                taken.append(envelope.message)
+            else:
+                kept.append(envelope)
+        for envelope in kept:
+            self.actor_inbox.put(envelope)
+        return taken
 
 
 __all__ = ["FastInbox", "Reply"]

@@ -165,17 +165,9 @@ class SupervisedPersistence(_Watched, PersistenceActor):
     def _fail_inbox(self) -> None:
         """Pykka drops the tells left in a dead actor's inbox without a word: answer every
         waiting write at once (nothing was committed) instead of letting it time out."""
-        kept = []
-        # The actor is already marked stopped, so nothing new arrives while this drains.
-        while not self.actor_inbox.empty():
-            envelope = self.actor_inbox.get()
-            if isinstance(envelope.message, Write):
-                error = PersistenceUnavailableError("the persistence actor died before this write")
-                envelope.message.reply.set_exception(exc_info=(type(error), error, None))
-            else:
-                kept.append(envelope)
-        for envelope in kept:
-            self.actor_inbox.put(envelope)
+        for write in self._take_from_inbox(Write):
+            error = PersistenceUnavailableError("the persistence actor died before this write")
+            write.reply.set_exception(exc_info=(type(error), error, None))
 
     def _write(self, ops: Sequence[WriteOp]) -> list[Any]:
         if self._hooks.fenced.is_set():

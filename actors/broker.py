@@ -721,18 +721,8 @@ class BrokerActor(FastInbox):
         tells left in a stopped actor's inbox without a word, and their senders would wait
         out their whole order timeout for an answer that never comes.
         """
-        unsent = list(self._sends)
+        unsent = [*self._sends, *self._take_from_inbox(SendRequest)]
         self._sends.clear()
-        kept = []
-        # Called once the actor is marked stopped, so nothing new lands while this drains.
-        while not self.actor_inbox.empty():
-            envelope = self.actor_inbox.get()
-            if isinstance(envelope.message, SendRequest):
-                unsent.append(envelope.message)
-            else:
-                kept.append(envelope)
-        for envelope in kept:
-            self.actor_inbox.put(envelope)
         for queued in unsent:
             error = pykka.ActorDeadError("the broker stopped before this order was sent")
             queued.reply.set_exception(exc_info=(type(error), error, None))

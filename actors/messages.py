@@ -172,8 +172,8 @@ class NewExecution:
     rpm: RPMOutput
     fingerprint: str
     reply: pykka.Future[Any]
-    rpm_payload: dict[str, Any] | None = None
-    """`rpm` as JSON-ready data when the submitter already dumped it (else dumped again)."""
+    rpm_payload: dict[str, Any]
+    """`rpm` as JSON-ready data, dumped once by the facade for its fingerprint too."""
 
 
 # --- supervision ---------------------------------------------------------------------------

@@ -229,9 +229,7 @@ class OrderActor(FastInbox):
             model_version=rpm.model_version,
             engine_version=self._cfg.engine_version,
             rpm_fingerprint=self._job.fingerprint,
-            rpm_payload=self._job.rpm_payload
-            if self._job.rpm_payload is not None
-            else rpm.model_dump(mode="json"),
+            rpm_payload=self._job.rpm_payload,
             created_at=now,
             updated_at=now,
         )

@@ -440,13 +440,11 @@ class _State:
         value = log.rpm_payload
         if value is self.log.rpm_payload:  # carried over (model_copy): the same value
             return self.rpm_payload
-        try:
+        with contextlib.suppress(RecursionError):  # a cycle: the dump below reports it
             if value == self.rpm_payload and _is_plain_json(value):
                 # Its own form, not this state's: they are equal but may differ in type
                 # (1 and 1.0), and the row stores the new state's form.
                 return value
-        except RecursionError:  # a cycle: the dump reports it
-            pass
         return None
 
     def row_values(self) -> dict[str, Any]:

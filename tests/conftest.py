@@ -50,8 +50,7 @@ def postgres_admin_engine() -> Iterator[Engine]:
         connect_args={"connect_timeout": 5},
     )
     try:
-        with engine.connect():
-            pass
+        engine.connect().close()  # reachable, or the OperationalError below
     except OperationalError as exc:
         engine.dispose()
         where = engine.url.render_as_string(hide_password=True)

@@ -3,6 +3,7 @@ URL: the shared part of the end-to-end and Dockerfile tests."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -106,11 +107,9 @@ def _collect(lines: queue.Queue[str | None], seen: list[str]) -> None:
 def _wait_for_health(server: Server) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(httpx.TransportError):  # not listening yet
             if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
                 return
-        except httpx.TransportError:
-            pass
         time.sleep(0.05)
     raise AssertionError(f"{server.url}/health not 200 within {START_TIMEOUT} s")
 
