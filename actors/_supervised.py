@@ -23,6 +23,7 @@ from actors.order import OrderActor
 from actors.persistence import PersistenceActor
 from core.errors import PersistenceUnavailableError
 from core.models import JournalEvent
+from storage.journal import AuditKey
 from storage.writer import JournalWriter, WriteOp
 
 DeathReport = Callable[[str, BaseException | None], None]
@@ -186,12 +187,23 @@ class ObservedWriter(JournalWriter):
     """A `JournalWriter` that tells the Supervisor whether the database takes writes.
 
     `observe` runs on the PersistenceActor's thread and must not block (it must never
-    write through that actor: it would wait on itself).
+    write through that actor: it would wait on itself). `on_head` is told the journal's
+    head (sequence, hash) it starts from and after every commit (the audit checkpoints).
     """
 
-    def __init__(self, engine: Engine, observe: Callable[[BaseException | None], None]) -> None:
-        super().__init__(engine)
+    def __init__(
+        self,
+        engine: Engine,
+        observe: Callable[[BaseException | None], None],
+        *,
+        audit_key: AuditKey | None = None,
+        on_head: Callable[[int, str], None] | None = None,
+    ) -> None:
+        super().__init__(engine, audit_key=audit_key)
         self._observe = observe
+        self._on_head = on_head
+        if on_head is not None:
+            on_head(self.last_sequence, self.last_hash)
 
     def write_batch(self, ops: Sequence[WriteOp]) -> list[JournalEvent]:
         try:
@@ -200,6 +212,8 @@ class ObservedWriter(JournalWriter):
             self._observe(exc)
             raise
         self._observe(None)
+        if self._on_head is not None:
+            self._on_head(self.last_sequence, self.last_hash)
         return events
 
 

@@ -125,6 +125,16 @@ class EngineMetrics:
         self.in_flight = Gauge(
             "ee_executions_in_flight", "Executions not yet final in this process.", registry=r
         )
+        self.audit_checkpoint_sequence = Gauge(
+            "ee_audit_checkpoint_sequence",
+            "Journal sequence of the last audit checkpoint (the chain's head then).",
+            registry=r,
+        )
+        self.audit_checkpoint_time = Gauge(
+            "ee_audit_checkpoint_timestamp_seconds",
+            "When the last audit checkpoint was taken (Unix time).",
+            registry=r,
+        )
         self._halted_fn: Callable[[], bool] = lambda: False
         self._in_flight_fn: Callable[[], int] = lambda: 0
         self._lock = threading.Lock()
@@ -185,6 +195,10 @@ class EngineMetrics:
         self.api_seconds.labels(route, method).observe(seconds)
         with self._lock:
             self._latencies["api"].append(seconds)
+
+    def audit_checkpoint(self, sequence: int, at_seconds: float) -> None:
+        self.audit_checkpoint_sequence.set(sequence)
+        self.audit_checkpoint_time.set(at_seconds)
 
     def restarted(self, actor: str) -> None:
         self.restarts.labels(actor).inc()

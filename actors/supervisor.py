@@ -36,11 +36,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pykka
 from sqlalchemy import Engine
 
+from actors._checkpoints import AuditCheckpointer
 from actors._children import Child, Children, ChildState, RestartWindow
 from actors._kill_switch import KillSwitch
 from actors._order_registry import OrderRegistry
@@ -64,6 +66,7 @@ from core.enums import TradingState
 from core.errors import ConfigurationError, PersistenceError, ReconciliationError
 from core.models import TradingStateRecord
 from core.settings import Settings
+from storage.journal import AuditKey, check_audit_key
 from storage.repository import Repository
 from storage.writer import WriteOp
 
@@ -157,11 +160,17 @@ class Supervisor:
             self.persistence_ref, clock, cfg.ask_timeout, self._recovery_wake.set
         )
         self.switch = self.kill_switch.switch
+        self.audit_key, self.checkpoints = _audit(settings, clock, metrics)
 
         def persistence(hooks: ChildHooks) -> pykka.ActorRef[Any]:
             return SupervisedPersistence.start(
                 hooks,
-                lambda: ObservedWriter(db, self._journal_result),
+                lambda: ObservedWriter(
+                    db,
+                    self._journal_result,
+                    audit_key=self.audit_key,
+                    on_head=self.checkpoints.note,
+                ),
                 max_batch=settings.group_commit_max,
                 on_commit=metrics.db_written if metrics is not None else None,
             )
@@ -208,7 +217,9 @@ class Supervisor:
         Returns the startup recovery report. Trading is ACTIVE afterwards only when
         reconciliation succeeded and the persisted state was not HALTED.
         """
+        check_audit_key(self.db, self.audit_key)
         self.children.start_all()
+        self.checkpoints.start()
         persisted = self.repository.trading_state()
         with self._reconcile_lock:
             report = self.reconciler.run(
@@ -588,6 +599,24 @@ class Supervisor:
             except pykka.Timeout:
                 log.warning("an order actor did not stop within %s s", timeout)
         self.children.stop_all(timeout)
+        self.checkpoints.stop(timeout)  # after the writer's last commit: the final head
+
+
+def _audit(
+    settings: Settings, clock: Clock, metrics: EngineMetrics | None
+) -> tuple[AuditKey | None, AuditCheckpointer]:
+    """The chain's key (EE_AUDIT_KEY) and the checkpointer of the journal's head."""
+    secret = settings.audit_key_secret()
+    key = AuditKey(secret) if secret is not None else None
+    path = settings.audit_checkpoint_file
+    checkpoints = AuditCheckpointer(
+        key=key,
+        interval=settings.audit_checkpoint_seconds,
+        clock=clock,
+        file=Path(path) if path is not None else None,
+        metrics=metrics,
+    )
+    return key, checkpoints
 
 
 def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:

@@ -39,6 +39,9 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 #: API roles, weakest first (DESIGN.md, "Interfaces").
 API_ROLES: tuple[str, ...] = ("viewer", "trader", "admin")
 
+#: A shorter EE_AUDIT_KEY is guessable; `openssl rand -hex 32` makes a good one.
+_MIN_AUDIT_KEY_LENGTH = 16
+
 # Values copied from examples and templates; refused when a real terminal is configured.
 _PLACEHOLDER_SECRETS = frozenset({"changeme", "changethis", "password", "secret"})
 
@@ -238,6 +241,26 @@ class Settings(BaseSettings):
         "collection (gc.freeze): full collections then walk only what came later.",
     )
 
+    # --- the audit journal -----------------------------------------------------------------
+    audit_key: SecretStr | None = Field(
+        None,
+        validation_alias="EE_AUDIT_KEY",
+        description="Secret of the journal's HMAC chain and of signed checkpoints (16+ chars); "
+        "unset = plain SHA-256.",
+    )
+    audit_checkpoint_seconds: float = Field(
+        60.0,
+        gt=0,
+        validation_alias="EE_AUDIT_CHECKPOINT_SECONDS",
+        description="Period of the journal-head checkpoint (also written at shutdown).",
+    )
+    audit_checkpoint_file: str | None = Field(
+        None,
+        min_length=1,
+        validation_alias="EE_AUDIT_CHECKPOINT_FILE",
+        description="File each checkpoint is appended to, one JSON line (outside the database).",
+    )
+
     # --- API and logging -------------------------------------------------------------------
     api_tokens: SecretStr | None = Field(
         None,
@@ -300,6 +323,13 @@ class Settings(BaseSettings):
             _parse_api_tokens(value.get_secret_value())
         return value
 
+    @field_validator("audit_key")
+    @classmethod
+    def _audit_key_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < _MIN_AUDIT_KEY_LENGTH:
+            raise ValueError(f"must be at least {_MIN_AUDIT_KEY_LENGTH} characters")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.retry_backoff_cap_seconds < self.retry_backoff_seconds:
@@ -316,6 +346,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"EE_API_TOKENS holds a placeholder token (EE_TERMINAL={self.terminal})"
             )
+
+    def audit_key_secret(self) -> str | None:
+        """The plain EE_AUDIT_KEY, or None when the chain is not keyed."""
+        return self.audit_key.get_secret_value() if self.audit_key is not None else None
 
     @property
     def database_url(self) -> str | None:

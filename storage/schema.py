@@ -150,6 +150,8 @@ class ExecutionEventRow(Base):
     broker_time_msc: Mapped[int | None] = mapped_column(BigInteger)
     prev_hash: Mapped[str] = mapped_column(CHAR(64))
     hash: Mapped[str] = mapped_column(CHAR(64))
+    hash_key_id: Mapped[str | None] = mapped_column(String(16))
+    """None: `hash` is plain SHA-256; else HMAC-SHA256 under the EE_AUDIT_KEY of this id."""
 
 
 class TradingStateRow(Base):

@@ -11,7 +11,6 @@ Not thread-safe: exactly one `JournalWriter` per database, used from one thread.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import json
 import re
@@ -40,9 +39,11 @@ from core.errors import PersistenceError, PersistenceUnavailableError
 from core.models import ExecutionLog, JournalEvent, TradingStateRecord, canonical_json
 from storage.db import redact_url
 from storage.journal import (
-    GENESIS_HASH,
     TRADING_STATE_CHANGED,
+    AuditKey,
+    chain_digest,
     iter_event_rows,
+    read_tail,
 )
 from storage.schema import (
     execution_events,
@@ -156,11 +157,14 @@ class JournalWriter:
     """Appends batches of events to the journal and keeps the projections in step.
 
     The last committed sequence and hash are read from the database on construction, so a
-    restarted writer continues the chain where the previous one stopped.
+    restarted writer continues the chain where the previous one stopped. With `audit_key`
+    every row is hashed with HMAC-SHA256 under it and records its id; the caller checks
+    first that the journal is not keyed with another key (`storage.journal.check_audit_key`).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, audit_key: AuditKey | None = None) -> None:
         self._engine = engine
+        self._audit_key = audit_key
         try:
             with engine.connect() as connection:
                 self._last_sequence, self._last_hash = _read_tail(connection)
@@ -261,6 +265,7 @@ class JournalWriter:
                     self._committed,
                     bulk_insert=bulk_insert,
                     driver=self._driver,
+                    key=self._audit_key,
                 )
             except DBAPIError as exc:
                 self._discard()
@@ -332,14 +337,8 @@ def _utc_op(op: WriteOp) -> WriteOp:
 
 
 def _read_tail(connection: Connection) -> tuple[int, str]:
-    row = connection.execute(
-        select(execution_events.c.sequence, execution_events.c.hash)
-        .order_by(execution_events.c.sequence.desc())
-        .limit(1)
-    ).first()
-    if row is None:
-        return 0, GENESIS_HASH
-    return int(row.sequence), str(row.hash)
+    sequence, last_hash, _key_id = read_tail(connection)
+    return sequence, last_hash
 
 
 # Built once: statements with bound parameters hit SQLAlchemy's compiled cache cheaply,
@@ -360,10 +359,11 @@ _EVENT_COLUMNS = (
     "broker_time_msc",
     "prev_hash",
     "hash",
+    "hash_key_id",
 )
 _INSERT_EVENTS_HEAD = (
     "INSERT INTO execution_events (sequence, execution_id, event_type, payload, "
-    "engine_time_us, broker_time_msc, prev_hash, hash) VALUES "
+    "engine_time_us, broker_time_msc, prev_hash, hash, hash_key_id) VALUES "
 )
 _ROWS_PER_INSERT = 500
 
@@ -481,6 +481,7 @@ def _apply(
     *,
     bulk_insert: bool = True,
     driver: _DriverStatements | None = None,
+    key: AuditKey | None = None,
 ) -> tuple[list[JournalEvent], dict[str, _State]]:
     """Stage the batch on `connection`; return its events and each execution's new state.
 
@@ -489,6 +490,7 @@ def _apply(
     execution is inserted on its own through SQLAlchemy, which names the op at fault.
     """
     sequence, prev_hash = last_sequence, last_hash
+    key_id = key.key_id if key is not None else None
     ids: dict[str, bool] = {}  # execution id -> its first op in the batch creates it
     for op in ops:
         if op.projection is not None:
@@ -537,6 +539,7 @@ def _apply(
             text,
             op.engine_time_us,
             op.broker_time_msc,
+            key,
         )
         rows.append(
             {
@@ -548,6 +551,7 @@ def _apply(
                 "broker_time_msc": op.broker_time_msc,
                 "prev_hash": prev_hash,
                 "hash": digest,
+                "hash_key_id": key_id,
             }
         )
         events.append(
@@ -674,6 +678,7 @@ def _chain_hash(
     payload_text: str,
     engine_time_us: int,
     broker_time_msc: int | None,
+    key: AuditKey | None = None,
 ) -> str:
     """`storage.journal.event_hash`, given the payload's canonical text instead of its value.
 
@@ -690,7 +695,7 @@ def _chain_hash(
         f'"payload":{payload_text},'
         f'"sequence":{_json_scalar(sequence)}}}'
     )
-    return hashlib.sha256((prev_hash + content).encode()).hexdigest()
+    return chain_digest((prev_hash + content).encode(), key)
 
 
 def _json_scalar(value: str | int | None) -> str:

@@ -24,8 +24,8 @@ def test_upgrade_creates_the_schema_at_the_single_head(database_url: str) -> Non
 
     upgrade(database_url)
 
-    assert ScriptDirectory.from_config(alembic_config()).get_heads() == ["0001_initial"]
-    assert current_revision(database_url) == head_revision() == "0001_initial"
+    assert ScriptDirectory.from_config(alembic_config()).get_heads() == ["0002_keyed_chain"]
+    assert current_revision(database_url) == head_revision() == "0002_keyed_chain"
     engine = create_db_engine(database_url)
     try:
         inspector = inspect(engine)
