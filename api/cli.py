@@ -40,34 +40,64 @@ def _resolve_database_url(args: argparse.Namespace) -> str:
 
 
 def _cmd_db_upgrade(args: argparse.Namespace) -> int:
+    import os
+
     from storage.db import redact_url
     from storage.migrate import current_revision, upgrade
 
+    if args.app_password_env and not args.app_role:
+        raise ExecutionEngineError("--app-password-env needs --app-role")
+    password = None
+    if args.app_password_env:
+        password = os.environ.get(args.app_password_env)
+        if not password:
+            raise ExecutionEngineError(f"--app-password-env: {args.app_password_env} is not set")
     url = _resolve_database_url(args)
-    upgrade(url)
+    created = upgrade(url, app_role=args.app_role, app_password=password)
     print(f"database {redact_url(url)} is at revision {current_revision(url)}")
+    if args.app_role:
+        how = "created" if created else "updated"
+        print(
+            f"engine role {args.app_role} {how}: SELECT, INSERT on execution_events; "
+            "SELECT, INSERT, UPDATE on execution_logs and trading_state"
+        )
     return EXIT_OK
 
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from core.settings import load_settings
+    from storage.audit import verify_audit
+    from storage.checkpoint import Checkpoint, read_checkpoint_file
     from storage.db import create_db_engine, redact_url
-    from storage.journal import verify_chain
+    from storage.journal import AuditKey
 
+    secret = load_settings().audit_key_secret()
+    key = AuditKey(secret) if secret is not None else None
+    checkpoints = [("--checkpoint", Checkpoint.parse(text)) for text in args.checkpoint or ()]
+    if args.checkpoint_file:
+        with open(args.checkpoint_file, encoding="utf-8") as file:
+            found = read_checkpoint_file(file)
+        if not found:
+            raise ExecutionEngineError(f"{args.checkpoint_file}: no checkpoint in it")
+        for checkpoint in found:  # every line's signature; the newest against the journal
+            problem = checkpoint.signature_problem(key)
+            if problem is not None:
+                raise ExecutionEngineError(
+                    f"checkpoint {checkpoint.short()} in {args.checkpoint_file}: {problem}"
+                )
+        newest = max(found, key=lambda checkpoint: checkpoint.sequence)
+        checkpoints.append((f"newest of {len(found)} in the checkpoint file", newest))
     url = _resolve_database_url(args)
     engine = create_db_engine(url)
     try:
-        report = verify_chain(engine)
+        verdict = verify_audit(engine, key, checkpoints, where=redact_url(url))
     finally:
         engine.dispose()
-    if report.ok:
-        print(f"audit chain of {redact_url(url)} verified: {report.rows_checked} rows intact")
-        return EXIT_OK
-    print(
-        f"audit chain BROKEN at sequence {report.first_broken_sequence}: {report.reason} "
-        f"({report.rows_checked} rows checked before it)",
-        file=sys.stderr,
-    )
-    return EXIT_FAILED
+    for line in verdict.notes:
+        print(line)
+    for line in verdict.problems:
+        print(line, file=sys.stderr)
+    return EXIT_OK if verdict.ok else EXIT_FAILED
 
 
 def _cmd_execute(args: argparse.Namespace) -> int:
@@ -203,7 +233,22 @@ def _add_commands(sub: Any) -> None:
     up = db_sub.add_parser(
         "upgrade",
         help="apply every Alembic migration (safe to run again)",
-        description="Create or upgrade the schema of the store to the latest revision.",
+        description="Create or upgrade the schema of the store to the latest revision. Run it "
+        "as the role that owns the tables; with --app-role (PostgreSQL), also create or update "
+        "the role the engine runs as, allowed only to append to the journal.",
+    )
+    up.add_argument(
+        "--app-role",
+        metavar="NAME",
+        help="PostgreSQL role for `serve` (created if missing, LOGIN): granted SELECT, INSERT "
+        "on execution_events and SELECT, INSERT, UPDATE on execution_logs and trading_state, "
+        "nothing else",
+    )
+    up.add_argument(
+        "--app-password-env",
+        metavar="VAR",
+        help="environment variable holding that role's password (sent as a SCRAM verifier, "
+        "never in clear); without it the password is left as it is",
     )
     _database_option(up)
     up.set_defaults(handler=_cmd_db_upgrade)
@@ -213,8 +258,22 @@ def _add_commands(sub: Any) -> None:
     verify = audit_sub.add_parser(
         "verify",
         help="walk the journal's hash chain and name the first broken row",
-        description="Recompute every journal row's SHA-256 chain. Exit 0 when intact, "
-        "1 naming the first broken sequence otherwise.",
+        description="Recompute every journal row's SHA-256 chain (keyed rows are HMAC-SHA256 "
+        "and need EE_AUDIT_KEY) and check checkpoints of its head: a checkpointed row that is missing "
+        "or different means a truncated or rewritten tail. Exit 0 when intact, 1 naming "
+        "the first broken sequence or checkpoint otherwise.",
+    )
+    verify.add_argument(
+        "--checkpoint",
+        action="append",
+        metavar="SEQ:HASH",
+        help="a checkpoint (SEQ:HASH, or the JSON of an 'audit checkpoint' log line); repeatable",
+    )
+    verify.add_argument(
+        "--checkpoint-file",
+        metavar="FILE",
+        help="the EE_AUDIT_CHECKPOINT_FILE: every line's signature is checked, the newest "
+        "against the journal",
     )
     _database_option(verify)
     verify.set_defaults(handler=_cmd_audit_verify)

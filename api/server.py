@@ -30,6 +30,9 @@ def _secrets_of(settings: Settings, tokens: dict[str, str], database_url: str) -
     found = list(tokens)
     if settings.mt5_password is not None:
         found.append(settings.mt5_password.get_secret_value())
+    audit_key = settings.audit_key_secret()
+    if audit_key is not None:
+        found.append(audit_key)
     try:
         password = make_url(database_url).password
     except ArgumentError:  # an unparseable URL fails later, with its own message

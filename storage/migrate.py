@@ -12,8 +12,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.exc import ProgrammingError
 
+from core.errors import ConfigurationError
 from storage.db import create_db_engine
+from storage.roles import grant_app_role
+
+_INSUFFICIENT_PRIVILEGE = "42501"
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -27,18 +32,41 @@ def alembic_config() -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(
+    database_url: str,
+    revision: str = "head",
+    *,
+    app_role: str | None = None,
+    app_password: str | None = None,
+) -> bool:
     """Bring the database to `revision` (default: the latest). A no-op when already there.
 
-    The whole upgrade is one transaction on both databases, so a failed migration leaves
-    the schema as it was.
+    With `app_role` (PostgreSQL), also create or update the engine's role and grant it only
+    what the engine needs (`storage.roles`); returns True when that role was created. The
+    whole upgrade is one transaction on both databases, so a failed migration or grant
+    leaves the schema as it was.
+
+    Raises ConfigurationError when the connecting role may not change the schema (the
+    engine's own role, when the schema is behind).
     """
     engine = create_db_engine(database_url)
     try:
         with engine.begin() as connection:
             config = alembic_config()
             config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+            try:
+                command.upgrade(config, revision)
+            except ProgrammingError as exc:
+                if getattr(exc.orig, "pgcode", None) != _INSUFFICIENT_PRIVILEGE:
+                    raise
+                raise ConfigurationError(
+                    "this database role may not change the schema, which is not at the "
+                    f"engine's revision ({head_revision()}): run `execution-engine db "
+                    "upgrade` as the tables' owner"
+                ) from exc
+            if app_role is not None:
+                return grant_app_role(connection, app_role, app_password)
+            return False
     finally:
         engine.dispose()
 
