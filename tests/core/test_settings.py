@@ -69,6 +69,9 @@ DEFAULTS: dict[str, Any] = {
     "restart_period_seconds": 10.0,
     "disconnect_halt_seconds": 30.0,
     "gc_freeze_on_start": True,
+    "audit_key": None,
+    "audit_checkpoint_seconds": 60.0,
+    "audit_checkpoint_file": None,
     "api_tokens": None,
     "log_format": "text",
     "log_level": "INFO",
@@ -229,6 +232,7 @@ SECRETS = {
     "MT5_PASSWORD": "hunter2-mt5",
     "POSTGRES_URL": "postgresql://engine:pg-pass-77@db/ee",
     "EE_API_TOKENS": "admin:tok-admin-9f,viewer:tok-view-3c",
+    "EE_AUDIT_KEY": "audit-key-5e5e5e5e",
 }
 
 
@@ -245,7 +249,7 @@ def secret_settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
 )
 def test_secrets_never_rendered(secret_settings: Settings, render: Any) -> None:
     text = render(secret_settings)
-    for secret in ("hunter2", "pg-pass-77", "tok-admin-9f", "tok-view-3c"):
+    for secret in ("hunter2", "pg-pass-77", "tok-admin-9f", "tok-view-3c", "audit-key-5e"):
         assert secret not in text
     assert "**********" in text
 
@@ -255,6 +259,14 @@ def test_secrets_are_readable_on_purpose(secret_settings: Settings) -> None:
     assert secret_settings.mt5_password.get_secret_value() == "hunter2-mt5"
     assert secret_settings.database_url == SECRETS["POSTGRES_URL"]
     assert secret_settings.api_token_roles() == {"tok-admin-9f": "admin", "tok-view-3c": "viewer"}
+    assert secret_settings.audit_key_secret() == "audit-key-5e5e5e5e"
+
+
+def test_a_short_audit_key_is_refused_without_echoing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EE_AUDIT_KEY", "short-key-77")
+    with pytest.raises(ConfigurationError, match="EE_AUDIT_KEY: must be at least 16") as caught:
+        load_settings()
+    assert "short-key-77" not in str(caught.value)
 
 
 @pytest.mark.parametrize(

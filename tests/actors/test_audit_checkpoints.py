@@ -1,0 +1,99 @@
+"""The engine's audit checkpoints: taken periodically and at shutdown, logged as one line,
+exported as metrics and appended to EE_AUDIT_CHECKPOINT_FILE; signed with EE_AUDIT_KEY,
+which itself never reaches a log."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from core.errors import ConfigurationError
+from storage.checkpoint import Checkpoint
+from storage.db import create_db_engine
+from storage.journal import AuditKey, read_tail, verify_chain
+from tests.actors.conftest import EngineFactory, rpm
+from tests.helpers import eventually
+
+SECRET = "engine-audit-key-0123456789"
+
+
+def _tail(url: str) -> tuple[int, str]:
+    db = create_db_engine(url)
+    try:
+        with db.connect() as connection:
+            sequence, head_hash, _key_id = read_tail(connection)
+    finally:
+        db.dispose()
+    return sequence, head_hash
+
+
+def _last(file: Path) -> Checkpoint | None:
+    if not file.exists():
+        return None
+    lines = file.read_text().splitlines()
+    return Checkpoint.parse(lines[-1]) if lines else None
+
+
+def test_checkpoints_periodically_and_at_shutdown(
+    make_engine: EngineFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    file = tmp_path / "checkpoints.jsonl"
+    ee = make_engine(
+        audit_key=SECRET, audit_checkpoint_seconds=0.05, audit_checkpoint_file=str(file)
+    )
+    ee.execute(rpm("dec-1"))
+
+    def caught_up() -> bool:
+        last = _last(file)
+        return last is not None and (last.sequence, last.hash) == _tail(ee.database_url)
+
+    eventually(caught_up, what="a periodic checkpoint of the head")
+    periodic = _last(file)
+    assert periodic is not None
+    sample = ee.metrics.registry.get_sample_value
+    assert sample("ee_audit_checkpoint_sequence") == periodic.sequence
+    assert sample("ee_audit_checkpoint_timestamp_seconds") == pytest.approx(
+        (periodic.taken_at_us or 0) / 1e6
+    )
+
+    ee.execute(rpm("dec-2"))
+    ee.stop()
+
+    final = _last(file)
+    assert final is not None
+    assert (final.sequence, final.hash) == _tail(ee.database_url)
+    assert final.sequence > periodic.sequence
+    key = AuditKey(SECRET)
+    assert final.key_id == key.key_id
+    assert final.signature_problem(key) is None
+    logged = [r.getMessage() for r in caplog.records if "audit checkpoint" in r.getMessage()]
+    assert f"audit checkpoint {final.to_line()}" in logged
+    assert SECRET not in caplog.text
+    assert SECRET not in file.read_text()
+    db = create_db_engine(ee.database_url)
+    try:
+        report = verify_chain(db, key=key)
+    finally:
+        db.dispose()
+    assert (report.ok, report.keyed_rows) == (True, final.sequence)
+
+
+def test_a_keyed_journal_is_not_extended_without_its_key(make_engine: EngineFactory) -> None:
+    ee = make_engine(audit_key=SECRET)
+    ee.execute(rpm("dec-1"))
+    ee.stop()
+
+    with pytest.raises(ConfigurationError, match="EE_AUDIT_KEY is not set"):
+        make_engine()
+    with pytest.raises(ConfigurationError, match="set the key it was written with"):
+        make_engine(audit_key="a-different-key-of-length")
+
+
+def test_the_server_masks_the_audit_key_in_its_logs() -> None:
+    from api.server import _secrets_of
+    from core.settings import load_settings
+
+    assert SECRET in _secrets_of(load_settings(audit_key=SECRET), {}, "sqlite:///engine.db")
