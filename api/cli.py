@@ -259,9 +259,9 @@ def _add_commands(sub: Any) -> None:
         "verify",
         help="walk the journal's hash chain and name the first broken row",
         description="Recompute every journal row's SHA-256 chain (keyed rows are HMAC-SHA256 "
-        "and need EE_AUDIT_KEY) and check checkpoints of its head: a checkpointed row that is missing "
-        "or different means a truncated or rewritten tail. Exit 0 when intact, 1 naming "
-        "the first broken sequence or checkpoint otherwise.",
+        "and need EE_AUDIT_KEY) and check checkpoints of its head: a checkpointed row that "
+        "is missing or different means a truncated or rewritten tail. Exit 0 when intact, "
+        "1 naming the first broken sequence or checkpoint otherwise.",
     )
     verify.add_argument(
         "--checkpoint",

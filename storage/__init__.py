@@ -5,13 +5,14 @@
 """
 
 from storage.db import create_db_engine, default_sqlite_url, redact_url
-from storage.journal import GENESIS_HASH, ChainReport, event_hash, verify_chain
+from storage.journal import GENESIS_HASH, AuditKey, ChainReport, event_hash, verify_chain
 from storage.migrate import current_revision, head_revision, upgrade
 from storage.repository import Repository
 from storage.writer import DuplicateDecisionError, JournalWriter, WriteOp, replay_projection
 
 __all__ = [
     "GENESIS_HASH",
+    "AuditKey",
     "ChainReport",
     "DuplicateDecisionError",
     "JournalWriter",

@@ -108,8 +108,8 @@ class Checkpoint:
                 sequence=_int(fields["sequence"]),
                 hash=_hex64(fields["hash"]),
                 taken_at_us=_int(fields["taken_at_us"]),
-                key_id=fields["key_id"],
-                signature=fields["signature"],
+                key_id=_optional_hex(fields["key_id"], 16),
+                signature=_optional_hex(fields["signature"], 64),
             )
         except (ValueError, TypeError, KeyError) as exc:
             raise CheckpointFormatError(
@@ -126,6 +126,14 @@ def _int(value: Any) -> int:
 def _hex64(value: Any) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
         raise ValueError("not a 64-digit hex hash")
+    return value
+
+
+def _optional_hex(value: Any, digits: int) -> str | None:
+    if value is not None and (
+        not isinstance(value, str) or not re.fullmatch(rf"[0-9a-f]{{{digits}}}", value)
+    ):
+        raise ValueError(f"not {digits} hex digits")
     return value
 
 

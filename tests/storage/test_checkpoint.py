@@ -68,7 +68,17 @@ def test_a_forged_or_altered_checkpoint_is_refused() -> None:
     )
 
 
-@pytest.mark.parametrize("text", ["", "12", "12:xyz", '{"sequence": 1}', "{not json"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "12",
+        "12:xyz",
+        '{"sequence": 1}',
+        "{not json",
+        '{"sequence":1,"hash":"' + "a" * 64 + '","taken_at_us":1,"key_id":7,"signature":null}',
+    ],
+)
 def test_what_is_not_a_checkpoint_is_refused(text: str) -> None:
     with pytest.raises(CheckpointFormatError):
         Checkpoint.parse(text)
