@@ -45,6 +45,10 @@ MAX_NESTING_DEPTH = 32
 """How deep the RPM message may nest (the engine's own fields use 3 levels): deeper extra
 context is refused rather than half-stored (the serializers give up past ~255 levels)."""
 
+MAX_PRICE = 1e12
+"""A sanity bound on the RPM's intended price, far above any traded quote: slippage is the
+gap to the fill over a pip (as small as 1e-8), and must stay a finite number to be stored."""
+
 _MAX_FLOAT_INT = int(sys.float_info.max)
 """The largest integer a 64-bit float holds; beyond it JSON readers see infinity."""
 
@@ -81,6 +85,7 @@ def _aware_utc(value: datetime) -> datetime:
 
 PositiveFinite = Annotated[StrictFloat | StrictInt, AfterValidator(_finite_positive)]
 Finite = Annotated[StrictFloat | StrictInt, AfterValidator(_finite)]
+Price = Annotated[StrictFloat | StrictInt, Field(le=MAX_PRICE), AfterValidator(_finite_positive)]
 NonNegativeFinite = Annotated[StrictFloat | StrictInt, Field(ge=0), AfterValidator(_finite)]
 Fraction = Annotated[StrictFloat | StrictInt, Field(ge=0, le=1), AfterValidator(_finite)]
 AwareDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
@@ -104,7 +109,7 @@ class ApprovedTrade(_FrozenOpen):
     position_units: PositiveFinite
     confidence_score: Fraction | None = None
     atr: NonNegativeFinite | None = None
-    intended_price: PositiveFinite | None = None
+    intended_price: Price | None = None
 
     @field_validator("symbol")
     @classmethod
@@ -161,7 +166,7 @@ _MAX_PROBLEMS = 10
 
 
 def _name(where: str, key: object) -> str:
-    text = str(key)
+    text = str(key).replace("\x00", "?")
     if len(text) > 64:
         text = text[:61] + "..."
     shown = text if text.isprintable() else ascii(text)[1:-1]  # never echo raw controls
