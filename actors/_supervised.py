@@ -17,6 +17,7 @@ from typing import Any
 import pykka
 from sqlalchemy import Engine
 
+from actors._failures import FencedError, InjectedCrash, is_own_failure
 from actors.broker import BrokerActor
 from actors.messages import Heartbeat, InjectFault, Write
 from actors.order import OrderActor
@@ -28,14 +29,6 @@ from storage.writer import JournalWriter, WriteOp
 
 DeathReport = Callable[[str, BaseException | None], None]
 """Called from the dying actor's thread with how it died and the exception."""
-
-
-class InjectedCrash(Exception):  # noqa: N818 - a fault, named for what it does
-    """A crash a drill or a test injected on purpose."""
-
-
-class FencedError(Exception):
-    """This BrokerActor was replaced by a restart: it must not touch the terminal again."""
 
 
 class FaultPlan:
@@ -181,6 +174,16 @@ class SupervisedOrder(_Watched, OrderActor):
     def __init__(self, hooks: ChildHooks, *args: Any, **kwargs: Any) -> None:
         self._hooks = hooks
         super().__init__(*args, **kwargs)
+
+    def on_receive(self, message: Any) -> Any:
+        try:
+            return super().on_receive(message)
+        except Exception as exc:
+            # Its own data failed it: end the execution (REJECTED if nothing can have been
+            # sent) rather than die, which the Supervisor would count as a restart.
+            if is_own_failure(exc) and self.settle_own_failure(exc):
+                return None
+            raise
 
 
 class ObservedWriter(JournalWriter):

@@ -34,7 +34,7 @@ from actors.persistence import StoredDecisions
 from actors.recovery import RecoveryReport
 from actors.supervisor import Supervisor
 from core.clock import Clock, SystemClock
-from core.enums import ExecutionStatus
+from core.enums import ExecutionStatus, RejectionReason
 from core.errors import (
     EngineStoppedError,
     ExecutionNotFoundError,
@@ -42,7 +42,13 @@ from core.errors import (
     InvalidRequestError,
 )
 from core.ids import IdSource, UuidIds
-from core.models import ExecutionConfirmation, ExecutionLog, RPMOutput, TradingStateRecord
+from core.models import (
+    DECISION_ID,
+    ExecutionConfirmation,
+    ExecutionLog,
+    RPMOutput,
+    TradingStateRecord,
+)
 from core.rules import make_client_id
 from core.settings import Settings, load_settings
 from storage.db import create_db_engine, default_sqlite_url
@@ -181,8 +187,14 @@ class ExecutionFacade:
     def submit(
         self, rpm_output: RPMOutput | Mapping[str, Any]
     ) -> pykka.Future[ExecutionConfirmation]:
-        """Start an execution and return a future of its confirmation (non-blocking)."""
-        rpm = _parse(rpm_output)
+        """Start an execution and return a future of its confirmation (non-blocking).
+
+        A message that breaks a rule of the message itself is answered at once, REJECTED
+        with INVALID_INPUT and the fields named; it is neither recorded nor executed."""
+        try:
+            rpm = parse_rpm(rpm_output)
+        except InvalidRequestError as exc:
+            return self._refused(rpm_output, exc)
         payload, fingerprint = rpm.payload_and_fingerprint()
         decision_id = rpm.decision_id
         with self._lock:
@@ -220,6 +232,20 @@ class ExecutionFacade:
         """Run one execution to its final state and return the confirmation (blocking)."""
         wait = timeout if timeout is not None else self._default_wait()
         return self.submit(rpm_output).get(timeout=wait)
+
+    def _refused(
+        self, rpm_output: object, exc: InvalidRequestError
+    ) -> pykka.Future[ExecutionConfirmation]:
+        decision_id = _clean_decision_id(rpm_output)
+        refusal_id = self._ids.new_id("refused")
+        log.warning("RPM message %s refused (%s): %s", decision_id, refusal_id, exc.message)
+        future: pykka.Future[ExecutionConfirmation] = pykka.ThreadingFuture()
+        future.set(
+            ExecutionConfirmation.refused(
+                refusal_id, RejectionReason.INVALID_INPUT, exc.message, decision_id
+            )
+        )
+        return future
 
     def _default_wait(self) -> float:
         s = self.settings
@@ -366,19 +392,31 @@ def _failed(future: pykka.Future[Any]) -> bool:
     return False
 
 
-def _parse(rpm_output: RPMOutput | Mapping[str, Any]) -> RPMOutput:
+def parse_rpm(rpm_output: object) -> RPMOutput:
+    """The RPM message, validated (an `RPMOutput` is taken as it is: it was validated when
+    built); `InvalidRequestError` naming every bad field otherwise."""
     if isinstance(rpm_output, RPMOutput):
         return rpm_output
     try:
         return RPMOutput.model_validate(rpm_output)
     except ValidationError as exc:
-        errors = tuple(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
-        )
+        errors = tuple(_describe(error) for error in exc.errors())
         raise InvalidRequestError(
             "invalid RPM message: " + "; ".join(errors), errors=errors
         ) from exc
+
+
+def _describe(error: Any) -> str:
+    where = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def _clean_decision_id(rpm_output: object) -> str | None:
+    """The refused message's decision id, if it is a valid one (else it is not echoed)."""
+    decision = rpm_output.get("decision") if isinstance(rpm_output, Mapping) else None
+    found = decision.get("decision_id") if isinstance(decision, Mapping) else None
+    return found if isinstance(found, str) and DECISION_ID.fullmatch(found) else None
 
 
 def create_execution_engine(

@@ -16,6 +16,7 @@ from typing import Any
 
 import pykka
 
+from actors._failures import InfrastructureFailure
 from actors._reply import FastInbox, Reply
 from actors._scheduler import Handle, Scheduler
 from actors._shared import MarginBook, TradingSwitch
@@ -45,7 +46,7 @@ from core.enums import (
     can_transition,
 )
 from core.errors import PersistenceError, PersistenceUnavailableError, ReconciliationError
-from core.models import ExecutionLog, ExecutionRequest
+from core.models import ExecutionConfirmation, ExecutionLog, ExecutionRequest
 from core.rules import (
     Denied,
     backoff_seconds,
@@ -118,7 +119,7 @@ class OrderContext:
     metrics: EngineMetrics | None = None
 
 
-class _BrokerGoneError(Exception):
+class _BrokerGoneError(InfrastructureFailure):
     """The BrokerActor was not there to take the request: nothing reached the terminal."""
 
 
@@ -747,6 +748,36 @@ class OrderActor(FastInbox):
             self._replied = True
             self._job.reply.set_exception(exc_info=(type(exc), exc, exc.__traceback__))
         self.stop()
+
+    def settle_own_failure(self, exc: Exception) -> bool:
+        """Handling this execution's own data raised `exc` (a value no rule foresaw, or a
+        bug on its path). While nothing can have been sent (PENDING), end it REJECTED
+        with INTERNAL_ERROR and the error named; if not even its record could be built,
+        answer REJECTED (INVALID_INPUT) without one. False once it may have reached the
+        terminal: then the actor dies and reconciliation settles the execution."""
+        if self._done or self._replied:
+            return False
+        details = " ".join(f"{type(exc).__name__}: {exc}".split())[:400]
+        log.error("execution %s failed on its own data", self._job.execution_id, exc_info=exc)
+        if self._log is None:
+            self._release()
+            self._done = self._replied = True
+            self._job.reply.set(
+                ExecutionConfirmation.refused(
+                    self._job.execution_id,
+                    _R.INVALID_INPUT,
+                    f"the message could not be recorded, nothing was sent: {details}",
+                    self._job.rpm.decision_id,
+                )
+            )
+            self.stop()
+            return True
+        if self._log.status is not _S.PENDING:
+            return False
+        self._finish_without_send(
+            _R.INTERNAL_ERROR, f"failed on its own data, nothing was sent: {details}"
+        )
+        return True
 
     def _release(self) -> None:
         self._ctx.margin.release(self._job.execution_id)

@@ -14,7 +14,8 @@ sees every way a Pykka actor can die:
   watcher, which finds `is_alive()` false (it also looks on every pass).
 
 Dead children are restarted one-for-one, OTP-style (`actors._children`); restarts and
-OrderActor crashes count in one sliding window. More than `restart_intensity` within
+OrderActor crashes count in one sliding window (not a failure on an execution's own data,
+which ends that execution: `actors._failures`). More than `restart_intensity` within
 `restart_period_seconds` and the Supervisor stops restarting and halts trading, saying
 why; `resume()` revives the children after a successful reconciliation. An OrderActor
 that died (a crash, or a write the store refused) leaves an orphan execution, which the
@@ -44,6 +45,7 @@ from sqlalchemy import Engine
 
 from actors._checkpoints import AuditCheckpointer
 from actors._children import Child, Children, ChildState, RestartWindow
+from actors._failures import is_own_failure
 from actors._kill_switch import KillSwitch
 from actors._order_registry import OrderRegistry
 from actors._scheduler import Scheduler
@@ -296,12 +298,14 @@ class Supervisor:
 
     def _order_died(self, execution_id: str, how: str, exc: BaseException | None) -> None:
         # A write the store refused is the store's failure (it halts trading by itself),
-        # not a crash of this actor: it does not count toward the restart intensity.
+        # not a crash of this actor: it does not count toward the restart intensity. Nor
+        # does a failure on the execution's own data (`actors._failures`): one bad message,
+        # repeated, must not halt all trading.
         crash = not isinstance(exc, PersistenceError)
         level = logging.ERROR if crash else logging.WARNING
         log.log(level, "the OrderActor of %s died (%s: %r)", execution_id, how, exc)
         self.orders.died(execution_id, crash=crash)
-        if crash:
+        if crash and not is_own_failure(exc):
             self.window.record()
             if self._metrics is not None:
                 self._metrics.restarted("order")

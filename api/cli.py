@@ -101,17 +101,20 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_execute(args: argparse.Namespace) -> int:
-    from actors.facade import create_execution_engine
+    from actors.facade import create_execution_engine, parse_rpm
 
     source: TextIO = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
     with source:
         try:
             message = json.load(source)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
+            # RecursionError: nested deeper than the parser goes (no traceback for that).
             raise ExecutionEngineError(f"{args.file}: not valid JSON ({exc})") from exc
+    # Refused here, as over HTTP, before an engine (and a database) is even started.
+    rpm = parse_rpm(message)
     url = args.database_url or None
     with create_execution_engine(database_url=url) as engine:
-        confirmation = engine.execute(message, timeout=args.timeout)
+        confirmation = engine.execute(rpm, timeout=args.timeout)
     print(confirmation.model_dump_json(indent=2))
     return EXIT_OK
 

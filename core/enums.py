@@ -101,6 +101,8 @@ class RejectionReason(StrEnum):
     ORDER_TIMEOUT = "ORDER_TIMEOUT"
     CANCELLED = "CANCELLED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    INVALID_INPUT = "INVALID_INPUT"
+    """The RPM message broke a rule of the message itself (the details name the field)."""
 
 
 class RetcodeClass(StrEnum):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterator
+import re
+import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -30,16 +31,45 @@ from core.enums import DecisionStatus, ExecutionStatus, RejectionReason
 MAX_SYMBOL_LENGTH = 32
 """MT5 symbol names are short; 32 leaves room for broker suffixes like ``EURUSD.pro``."""
 
+DECISION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+"""A decision id is the idempotency key, so two ids must differ only if they look different:
+ASCII letters and digits, then also ``_ . : -``, 1-128 characters. No Unicode (NFC and NFD
+forms, fullwidth and other look-alikes), no spaces, controls, zero-width or direction marks.
+It starts with a letter or digit, so that it is never read as a CLI option or a hidden name."""
+
+DECISION_ID_RULE = "must be 1-128 ASCII letters, digits and _ . : - starting with a letter or digit"
+DECISION_ID = re.compile(DECISION_ID_PATTERN.removeprefix("^").removesuffix("$"), re.ASCII)
+"""The pattern for `fullmatch` (Python's ``$`` would also match before a final newline)."""
+
+MAX_NESTING_DEPTH = 32
+"""How deep the RPM message may nest (the engine's own fields use 3 levels): deeper extra
+context is refused rather than half-stored (the serializers give up past ~255 levels)."""
+
+MAX_PRICE = 1e12
+"""A sanity bound on the RPM's intended price, far above any traded quote: slippage is the
+gap to the fill over a pip (as small as 1e-8), and must stay a finite number to be stored."""
+
+_MAX_FLOAT_INT = int(sys.float_info.max)
+"""The largest integer a 64-bit float holds; beyond it JSON readers see infinity."""
+
+_FINITE = "must be a finite number (NaN, Infinity and numbers beyond a 64-bit float are refused)"
+
+
+def _is_finite(value: float) -> bool:
+    if isinstance(value, int):
+        return -_MAX_FLOAT_INT <= value <= _MAX_FLOAT_INT  # math.isfinite would overflow
+    return math.isfinite(value)
+
 
 def _finite_positive(value: float) -> float:
-    if not math.isfinite(value) or value <= 0:
+    if not _is_finite(value) or value <= 0:
         raise ValueError("must be a finite number greater than zero")
     return value
 
 
 def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
+    if not _is_finite(value):
+        raise ValueError(_FINITE)
     return value
 
 
@@ -55,6 +85,9 @@ def _aware_utc(value: datetime) -> datetime:
 
 PositiveFinite = Annotated[StrictFloat | StrictInt, AfterValidator(_finite_positive)]
 Finite = Annotated[StrictFloat | StrictInt, AfterValidator(_finite)]
+Price = Annotated[StrictFloat | StrictInt, Field(le=MAX_PRICE), AfterValidator(_finite_positive)]
+NonNegativeFinite = Annotated[StrictFloat | StrictInt, Field(ge=0), AfterValidator(_finite)]
+Fraction = Annotated[StrictFloat | StrictInt, Field(ge=0, le=1), AfterValidator(_finite)]
 AwareDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
 
 
@@ -74,9 +107,9 @@ class ApprovedTrade(_FrozenOpen):
     symbol: str = Field(min_length=1, max_length=MAX_SYMBOL_LENGTH)
     direction: Literal[1, -1]
     position_units: PositiveFinite
-    confidence_score: Annotated[StrictFloat | StrictInt, Field(ge=0, le=1)] | None = None
-    atr: Annotated[StrictFloat | StrictInt, Field(ge=0)] | None = None
-    intended_price: PositiveFinite | None = None
+    confidence_score: Fraction | None = None
+    atr: NonNegativeFinite | None = None
+    intended_price: Price | None = None
 
     @field_validator("symbol")
     @classmethod
@@ -98,8 +131,22 @@ class Decision(_FrozenOpen):
     """The RPM's decision about one trade."""
 
     status: DecisionStatus
-    decision_id: str = Field(min_length=1, max_length=128)
+    decision_id: str = Field(
+        min_length=1,
+        max_length=128,
+        # The schema states the pattern; the validator enforces it with the exact message.
+        json_schema_extra={"pattern": DECISION_ID_PATTERN},
+        description="The idempotency key: 1-128 ASCII letters, digits and _ . : - "
+        "starting with a letter or digit.",
+    )
     approved_trade: ApprovedTrade | None = None
+
+    @field_validator("decision_id")
+    @classmethod
+    def _decision_id_is_safe(cls, value: str) -> str:
+        if DECISION_ID.fullmatch(value) is None:
+            raise ValueError(DECISION_ID_RULE)
+        return value
 
     @model_validator(mode="after")
     def _approved_has_trade(self) -> Decision:
@@ -114,24 +161,48 @@ class PortfolioState(_FrozenOpen):
     trading_halted: bool = False
 
 
-def _nul_paths(value: Any, where: str) -> Iterator[str]:
-    """Where NUL characters sit in a JSON-like value (keys shown with ? for the NUL)."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            yield where or "message"
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            name = (
-                f"{where}.{str(key).replace(chr(0), '?')}"
-                if where
-                else str(key).replace(chr(0), "?")
-            )
-            if "\x00" in str(key):
-                yield name
-            yield from _nul_paths(item, name)
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            yield from _nul_paths(item, f"{where}.{index}")
+_MAX_PROBLEMS = 10
+"""Problems named in one refusal; a message with thousands of bad values gets a short answer."""
+
+
+def _name(where: str, key: object) -> str:
+    text = str(key).replace("\x00", "?")
+    if len(text) > 64:
+        text = text[:61] + "..."
+    shown = text if text.isprintable() else ascii(text)[1:-1]  # never echo raw controls
+    return f"{where}.{shown}" if where else shown
+
+
+def message_problems(data: Any) -> list[str]:
+    """What the whole message (extra context included) holds that the engine refuses: NUL
+    characters (PostgreSQL stores none), numbers that are not finite 64-bit floats (JSON
+    stores none, so they would be stored as null and two messages share a fingerprint) and
+    nesting deeper than `MAX_NESTING_DEPTH`. Iterative, so any depth is safe to walk."""
+    problems: list[str] = []
+    todo: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while todo and len(problems) < _MAX_PROBLEMS:
+        value, where, depth = todo.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                problems.append(f"{where or 'message'}: NUL characters are not allowed")
+        elif isinstance(value, float | int) and not isinstance(value, bool):
+            if not _is_finite(value):
+                problems.append(f"{where or 'message'}: {_FINITE}")
+        elif isinstance(value, dict | list | tuple | BaseModel):
+            if depth >= MAX_NESTING_DEPTH:
+                problems.append(
+                    f"{where or 'message'}: nested deeper than {MAX_NESTING_DEPTH} levels"
+                )
+                continue
+            if isinstance(value, BaseModel):
+                value = dict(value)  # fields and extra context (built by a Python caller)
+            items = list(value.items() if isinstance(value, dict) else enumerate(value))
+            for key, item in reversed(items):  # popped in document order
+                name = _name(where, key)
+                if isinstance(key, str) and "\x00" in key:
+                    problems.append(f"{name}: NUL characters are not allowed (in the name)")
+                todo.append((item, name, depth + 1))
+    return problems
 
 
 class RPMOutput(_FrozenOpen):
@@ -139,11 +210,12 @@ class RPMOutput(_FrozenOpen):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_nul_characters(cls, data: Any) -> Any:
-        # PostgreSQL cannot store NUL in text or JSON; refuse it at the door, naming where.
-        places = list(_nul_paths(data, ""))
-        if places:
-            raise ValueError("NUL characters are not allowed (at " + ", ".join(places) + ")")
+    def _storable(cls, data: Any) -> Any:
+        # The whole message is stored and fingerprinted, extra context included: refuse
+        # at the door, naming where, what could not be stored as given.
+        problems = message_problems(data)
+        if problems:
+            raise ValueError("; ".join(problems))
         return data
 
     decision: Decision
@@ -302,6 +374,30 @@ class ExecutionConfirmation(_Frozen):
     rejection_reason: RejectionReason | None = None
     rejection_details: str | None = None
     rpm_decision_id: str | None = None
+
+    @classmethod
+    def refused(
+        cls,
+        execution_id: str,
+        reason: RejectionReason,
+        details: str,
+        rpm_decision_id: str | None = None,
+    ) -> ExecutionConfirmation:
+        """REJECTED before anything was recorded or sent (the message could not be taken)."""
+        return cls(
+            execution_id=execution_id,
+            order_id=None,
+            status=ExecutionStatus.REJECTED,
+            symbol="",
+            direction=0,
+            intended_units=0.0,
+            executed_units=0.0,
+            fill_price=None,
+            slippage_pips=None,
+            rejection_reason=reason,
+            rejection_details=details,
+            rpm_decision_id=rpm_decision_id,
+        )
 
 
 class JournalEvent(_Frozen):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from core.enums import ExecutionStatus, RejectionReason
-from core.errors import IdempotencyConflictError, InvalidRequestError
+from core.errors import IdempotencyConflictError
 from core.testing import ManualClock
 from terminals.simulated import SimulatedTerminal
 from tests.actors.conftest import EngineFactory, rpm
@@ -186,8 +186,9 @@ def test_invalid_rpm_messages_are_refused_naming_the_field(
     engine = make_engine()
     bad = rpm()
     bad["decision"]["approved_trade"]["position_units"] = -5
-    with pytest.raises(InvalidRequestError, match="position_units"):
-        engine.execute(bad)
+    refused = engine.execute(bad)
+    assert (refused.status, refused.rejection_reason) == (S.REJECTED, R.INVALID_INPUT)
+    assert "decision.approved_trade.position_units" in (refused.rejection_details or "")
     assert sim.sent_requests() == []
 
 

@@ -84,3 +84,99 @@ def test_a_timestamp_without_a_utc_equivalent_is_refused_not_crashed() -> None:
     data["timestamp"] = "0001-01-01T00:00:00+00:01"
     with pytest.raises(ValidationError, match="date range"):
         RPMOutput.model_validate(data)
+
+
+HUGE = 10**400
+"""1 followed by 400 zeros: a JSON integer beyond any 64-bit float (`float()` overflows)."""
+
+
+@pytest.mark.parametrize(
+    ("trade", "field"),
+    [
+        ({"atr": HUGE}, "atr"),
+        ({"atr": float("inf")}, "atr"),
+        ({"atr": float("nan")}, "atr"),
+        ({"position_units": HUGE}, "position_units"),
+        ({"intended_price": HUGE}, "intended_price"),
+        ({"intended_price": float("inf")}, "intended_price"),
+        ({"confidence_score": float("nan")}, "confidence_score"),
+        ({"stop_loss_pips": float("inf")}, "stop_loss_pips"),
+        ({"stop_loss_pips": -HUGE}, "stop_loss_pips"),
+        ({"levels": [1.0, {"deep": float("nan")}]}, "levels.1.deep"),
+    ],
+)
+def test_numbers_that_are_not_finite_floats_are_refused_anywhere(
+    trade: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ValidationError, match=f"{field}: must be a finite number"):
+        RPMOutput.model_validate(message(**trade))
+
+
+def test_the_largest_finite_numbers_are_kept_as_given() -> None:
+    largest = int(1.7976931348623157e308)  # an int, kept an int: fingerprints do not change
+    parsed = RPMOutput.model_validate(message(atr=largest, note=-1e308))
+    trade = parsed.model_dump(mode="json")["decision"]["approved_trade"]
+    assert (trade["atr"], trade["note"]) == (largest, -1e308)
+
+
+def test_extra_context_nested_too_deep_is_refused_naming_the_limit() -> None:
+    deep: Any = "leaf"
+    for _ in range(980):  # 256-980 levels gave "Maximum serialization depth exceeded"
+        deep = {"k": deep}
+    with pytest.raises(ValidationError, match="nested deeper than 32 levels"):
+        RPMOutput.model_validate(message(context=deep))
+    fine: Any = "leaf"
+    for _ in range(28):  # with the message's own 3 levels: 31, under the limit
+        fine = {"k": fine}
+    RPMOutput.model_validate(message(context=fine)).fingerprint()
+
+
+def test_non_finite_extras_no_longer_share_a_fingerprint_with_null() -> None:
+    # They were stored as null: {"x": NaN} and {"x": null} had one fingerprint.
+    assert RPMOutput.model_validate(message(x=None)).fingerprint()
+    with pytest.raises(ValidationError, match="x: must be a finite number"):
+        RPMOutput.model_validate(message(x=float("nan")))
+
+
+def _with_id(decision_id: str) -> dict[str, Any]:
+    data = message()
+    data["decision"]["decision_id"] = decision_id
+    return data
+
+
+@pytest.mark.parametrize(
+    "decision_id",
+    ["rpm_dec_123", "d1", "bench-ab12-0000001", "drill-ab12-00001", "A.b:c-d_e", "x" * 128],
+)
+def test_safe_decision_ids_are_accepted(decision_id: str) -> None:
+    assert RPMOutput.model_validate(_with_id(decision_id)).decision_id == decision_id
+
+
+@pytest.mark.parametrize(
+    "decision_id",
+    [
+        "caf\u00e9",  # NFC
+        "cafe\u0301",  # NFD: the same text to a reader
+        "\uff41bc",  # fullwidth a
+        "a\u200bbc",  # zero-width space
+        "a\u200fbc",  # right-to-left mark
+        "a\x1bbc",  # ESC
+        "abc\n",
+        " abc",
+        "a b",
+        "-abc",
+        "_abc",
+        "a/b",
+        "x" * 129,
+    ],
+)
+def test_look_alike_and_unsafe_decision_ids_are_refused(decision_id: str) -> None:
+    with pytest.raises(ValidationError, match="decision_id"):
+        RPMOutput.model_validate(_with_id(decision_id))
+
+
+def test_an_intended_price_beyond_any_quote_is_refused() -> None:
+    # 1e308 passed, the order was FILLED, then its slippage (-inf pips) could not be stored.
+    with pytest.raises(ValidationError, match="intended_price"):
+        RPMOutput.model_validate(message(intended_price=1e308))
+    assert RPMOutput.model_validate(message(intended_price=1e12)).decision.approved_trade
