@@ -8,6 +8,7 @@ uvicorn. The app stops the engine when uvicorn shuts down (SIGINT or SIGTERM).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import socket
 import sys
@@ -24,6 +25,8 @@ from api.config import ApiConfig
 from api.logs import configure_logging
 from core.settings import Settings, load_settings
 from storage.db import default_sqlite_url, redact_url
+
+log = logging.getLogger(__name__)
 
 
 def _secrets_of(settings: Settings, tokens: dict[str, str], database_url: str) -> list[str]:
@@ -74,13 +77,11 @@ def serve(
     database_url: str | None = None,
     config: ApiConfig | None = None,
     out: TextIO | None = None,
-    err: TextIO | None = None,
 ) -> None:
     """Run the engine and its API until interrupted. Writes the URL (and, when
-    EE_API_TOKENS is unset, a generated admin token, once) to `out` (stdout), progress to
-    `err` (stderr)."""
+    EE_API_TOKENS is unset, a generated admin token, once) to `out` (stdout); progress goes
+    to the log (stderr), so that with EE_LOG_FORMAT=json every stderr line is JSON."""
     out = out if out is not None else sys.stdout
-    err = err if err is not None else sys.stderr
     settings = load_settings()
     tokens = settings.api_token_roles()
     generated = None
@@ -92,7 +93,7 @@ def serve(
 
     sock = _listen(host, port)
     try:
-        _write(err, f"starting the engine on {redact_url(url)} (terminal: {settings.terminal})")
+        log.info("starting the engine on %s (terminal: %s)", redact_url(url), settings.terminal)
         facade = create_execution_engine(database_url=url, settings=settings)
     except BaseException:
         sock.close()
