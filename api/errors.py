@@ -21,6 +21,7 @@ body too large                 413     over `ApiConfig.max_body_bytes`
 pykka.ActorDeadError, Timeout  503     an actor died or did not answer
 TerminalError (and children)   503     the terminal is disconnected or not ready
 PersistenceError               503     the database cannot take or serve the request
+                                       (the answer says only that; the log says why)
 EngineStoppedError             503     the engine is shutting down
 ActorUnavailableError          503     an actor is dead or did not answer in time
 ReconciliationError            503     recovery could not finish; trading stays halted
@@ -161,13 +162,29 @@ def _describe_validation(errors: Sequence[Any]) -> list[str]:
     return problems
 
 
+DATABASE_UNAVAILABLE = "the database is unavailable; send the request again later"
+"""The whole message of a 503 for a database failure: the error's own message names the
+database (user, host, database name) and the driver's words, which are for the log only."""
+
+
 async def _engine_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ExecutionEngineError)
     status = status_of(exc)
     if status >= 500:
-        log.error("request failed: %s: %s", exc.code, exc.message)
+        log.error("request failed: %s: %s%s", exc.code, exc.message, _cause(exc))
+    if status == 503 and isinstance(exc, PersistenceError):
+        return error_response(status, exc.code, DATABASE_UNAVAILABLE)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return error_response(status, exc.code, exc.message, _jsonable(exc.details()), headers)
+
+
+def _cause(exc: BaseException) -> str:
+    """The first line of the error's cause (the driver's message), for the log."""
+    cause = exc.__cause__
+    if cause is None:
+        return ""
+    lines = str(cause).strip().splitlines()
+    return f" ({type(cause).__name__}: {lines[0] if lines else ''})"
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -234,6 +251,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 __all__ = [
     "AUTHENTICATED_RESPONSES",
+    "DATABASE_UNAVAILABLE",
     "STATUS_BY_ERROR",
     "ApiError",
     "DrillNotAllowedError",

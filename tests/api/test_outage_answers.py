@@ -1,0 +1,81 @@
+"""During a database outage the API answers 503 saying only that the database is unavailable;
+which database, as whom and why goes to the log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+from api.errors import DATABASE_UNAVAILABLE
+from tests.api._server import running
+from tests.api._support import TOKEN_OF, TOKENS, rpm_message
+
+pytestmark = pytest.mark.postgres
+
+
+@contextmanager
+def database_refusing_connections(admin: Engine, name: str) -> Iterator[None]:
+    """A real outage of one database: new connections refused, open ones ended."""
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": name},
+        )
+    try:
+        yield
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+
+def test_a_503_in_a_database_outage_names_no_user_host_or_database(
+    postgres_url: str, postgres_admin_engine: Engine, tmp_path: Path
+) -> None:
+    url = make_url(postgres_url)
+    database, user, host = url.database, url.username, url.host
+    assert database is not None
+    assert user is not None
+    assert host is not None
+    env = {"EE_API_TOKENS": ",".join(f"{r}:{t}" for t, r in TOKENS.items())}
+    args = ["execution-engine", "serve", "--port", "0", "--database-url", postgres_url]
+    with (
+        running(args, tmp_path, env) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+        database_refusing_connections(postgres_admin_engine, database),
+    ):
+        viewer = {"Authorization": f"Bearer {TOKEN_OF['viewer']}"}
+        trader = {"Authorization": f"Bearer {TOKEN_OF['trader']}"}
+        answers = [
+            client.get("/history", headers=viewer),
+            client.get("/executions/exec_0123", headers=viewer),
+            client.get("/trading-state", headers=viewer),
+            client.get(
+                "/audit_trail",
+                headers=viewer,
+                params={"start_date": "2000-01-01", "end_date": "2100-01-01"},
+            ),
+            client.post("/execute", headers=trader, json=rpm_message("during-outage")),
+        ]
+    for answer in answers:
+        assert answer.status_code == 503, (answer.request.url, answer.text)
+        body = answer.json()
+        assert body == {
+            "code": "PERSISTENCE_UNAVAILABLE",
+            "message": DATABASE_UNAVAILABLE,
+            "details": {},
+        }
+        for detail in (database, user, host, "OperationalError"):
+            assert detail not in answer.text
+    log = (tmp_path / "server.stderr").read_text()
+    assert f"{database} failed: OperationalError" in log  # the detail is in the log
+    assert "not currently accepting connections" in log  # with the driver's reason
