@@ -33,6 +33,7 @@ any other error                500     a bug; logged with its traceback, not sho
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -174,8 +175,14 @@ async def _engine_error(_: Request, exc: Exception) -> JSONResponse:
         log.error("request failed: %s: %s%s", exc.code, exc.message, _cause(exc))
     if status == 503 and isinstance(exc, PersistenceError):
         return error_response(status, exc.code, DATABASE_UNAVAILABLE)
+    # A server-side error may quote another (a failed reconciliation, the write that broke
+    # it) and with it a database URL: the caller gets the sentence without the URL.
+    message = _URL.sub("<database>", exc.message) if status >= 500 else exc.message
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return error_response(status, exc.code, exc.message, _jsonable(exc.details()), headers)
+    return error_response(status, exc.code, message, _jsonable(exc.details()), headers)
+
+
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://\S+")
 
 
 def _cause(exc: BaseException) -> str:

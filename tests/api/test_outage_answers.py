@@ -9,14 +9,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from api.errors import DATABASE_UNAVAILABLE
+from api.errors import DATABASE_UNAVAILABLE, install_error_handlers
+from core.errors import PersistenceUnavailableError, ReconciliationError
 from tests.api._server import running
-from tests.api._support import TOKEN_OF, TOKENS, rpm_message
+from tests.api._support import TOKEN_OF, TOKENS, ApiClient, rpm_message
 
-pytestmark = pytest.mark.postgres
+DATABASE_URL = "postgresql+psycopg2://ee_user:***@db.internal:5432/ee_prod"
 
 
 @contextmanager
@@ -38,6 +40,7 @@ def database_refusing_connections(admin: Engine, name: str) -> Iterator[None]:
             connection.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
 
+@pytest.mark.postgres
 def test_a_503_in_a_database_outage_names_no_user_host_or_database(
     postgres_url: str, postgres_admin_engine: Engine, tmp_path: Path
 ) -> None:
@@ -79,3 +82,29 @@ def test_a_503_in_a_database_outage_names_no_user_host_or_database(
     log = (tmp_path / "server.stderr").read_text()
     assert f"{database} failed: OperationalError" in log  # the detail is in the log
     assert "not currently accepting connections" in log  # with the driver's reason
+
+
+def test_server_errors_quoting_a_database_url_answer_without_it() -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+    quoted = f"journal write of 1 op(s) to {DATABASE_URL} failed: OperationalError"
+
+    @app.get("/reconcile")
+    def reconcile() -> None:
+        raise ReconciliationError(f"not resumed: reconciliation failed: exec_1: {quoted}")
+
+    @app.get("/read")
+    def read() -> None:
+        raise PersistenceUnavailableError(quoted)
+
+    with ApiClient(app) as client:
+        reconcile_answer = client.get("/reconcile")
+        read_answer = client.get("/read")
+    assert reconcile_answer.status_code == read_answer.status_code == 503
+    assert reconcile_answer.json()["message"] == (
+        "not resumed: reconciliation failed: exec_1: journal write of 1 op(s) to <database> "
+        "failed: OperationalError"
+    )
+    assert read_answer.json()["message"] == DATABASE_UNAVAILABLE
+    for part in ("ee_user", "db.internal", "ee_prod"):
+        assert part not in reconcile_answer.text + read_answer.text
