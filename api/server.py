@@ -12,6 +12,8 @@ import logging
 import math
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 import uvicorn
@@ -71,6 +73,22 @@ def _url(sock: socket.socket, host: str) -> str:
     return f"http://{shown}:{port}"
 
 
+@contextmanager
+def _start_up_failure_logged(as_json: bool) -> Iterator[None]:
+    """With EE_LOG_FORMAT=json, a start-up failure (port taken, database unreachable) is one
+    JSON log line and exit status 1, not the command line's plain-text error line."""
+    if not as_json:
+        yield
+        return
+    try:
+        yield
+    except Exception as exc:
+        # The driver's own message when there is one: its first line, never the SQL.
+        lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        log.critical("cannot serve: %s: %s", type(exc).__name__, lines[0] if lines else "")
+        raise SystemExit(1) from None
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -91,13 +109,14 @@ def serve(
     url = database_url or settings.database_url or default_sqlite_url()
     configure_logging(settings.log_format, settings.log_level, _secrets_of(settings, tokens, url))
 
-    sock = _listen(host, port)
-    try:
-        log.info("starting the engine on %s (terminal: %s)", redact_url(url), settings.terminal)
-        facade = create_execution_engine(database_url=url, settings=settings)
-    except BaseException:
-        sock.close()
-        raise
+    with _start_up_failure_logged(settings.log_format == "json"):
+        sock = _listen(host, port)
+        try:
+            log.info("starting the engine on %s (terminal: %s)", redact_url(url), settings.terminal)
+            facade = create_execution_engine(database_url=url, settings=settings)
+        except BaseException:
+            sock.close()
+            raise
     try:
         api_config = dataclasses.replace(config or ApiConfig(), stop_facade_on_shutdown=True)
         app = create_app(facade, TokenTable(tokens), api_config)

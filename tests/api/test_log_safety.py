@@ -11,6 +11,8 @@ import io
 import json
 import logging
 import re
+import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, unquote_plus, urlsplit
@@ -19,7 +21,7 @@ import pytest
 
 from api.logs import REDACTED, configure_logging
 from api.redact import Redactor, escape_controls, redact_query_strings
-from tests.api._server import running
+from tests.api._server import BIN, running, server_env
 
 TOKEN = "viewer-token-for-log-tests-0123"
 """The one configured API token."""
@@ -128,6 +130,26 @@ def test_a_hostile_path_cannot_forge_a_log_line(served_log: tuple[str, str]) -> 
     else:
         assert "e\\x1b[31mESC\\x0bVT\\x0cFF\\x85NEL\\u2028LS\\u2029PS\\x7fDEL" in log
     assert not any(line.startswith(FORGED) for line in lines)
+
+
+def test_a_start_up_failure_is_a_json_line_too(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [str(BIN / "execution-engine"), "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=server_env({"EE_LOG_FORMAT": "json"}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    entries = [json.loads(line) for line in result.stderr.splitlines()]
+    assert entries[-1]["level"] == "CRITICAL"
+    assert f"127.0.0.1:{port}" in entries[-1]["message"]
 
 
 # --- the rules, in process --------------------------------------------------------------
