@@ -177,12 +177,24 @@ async def _engine_error(_: Request, exc: Exception) -> JSONResponse:
         return error_response(status, exc.code, DATABASE_UNAVAILABLE)
     # A server-side error may quote another (a failed reconciliation, the write that broke
     # it) and with it a database URL: the caller gets the sentence without the URL.
-    message = _URL.sub("<database>", exc.message) if status >= 500 else exc.message
+    message = without_urls(exc.message) if status >= 500 else exc.message
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return error_response(status, exc.code, message, _jsonable(exc.details()), headers)
 
 
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://\S+")
+
+
+def without_urls(value: Any) -> Any:
+    """`value` (a string, or a report of nested dicts and lists) with every URL written as
+    `<url>`: the database URL (user, host, name) is for the log, not for answers."""
+    if isinstance(value, str):
+        return _URL.sub("<url>", value)
+    if isinstance(value, dict):
+        return {key: without_urls(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_urls(item) for item in value]
+    return value
 
 
 def _cause(exc: BaseException) -> str:
@@ -268,4 +280,5 @@ __all__ = [
     "error_response",
     "install_error_handlers",
     "status_of",
+    "without_urls",
 ]

@@ -17,6 +17,7 @@ from api.errors import DATABASE_UNAVAILABLE, install_error_handlers
 from core.errors import PersistenceUnavailableError, ReconciliationError
 from tests.api._server import running
 from tests.api._support import TOKEN_OF, TOKENS, ApiClient, rpm_message
+from tests.helpers import eventually
 
 DATABASE_URL = "postgresql+psycopg2://ee_user:***@db.internal:5432/ee_prod"
 
@@ -68,7 +69,17 @@ def test_a_503_in_a_database_outage_names_no_user_host_or_database(
                 params={"start_date": "2000-01-01", "end_date": "2100-01-01"},
             ),
             client.post("/execute", headers=trader, json=rpm_message("during-outage")),
+            client.post("/halt", headers=trader, json={"reason": "outage"}),
         ]
+        # The full health report (for any token) quotes the failed journal write.
+        health = eventually(
+            lambda: _with_journal_error(client.get("/health", headers=viewer)),
+            timeout=10,
+            what="/health reporting the failed journal write",
+        )
+    assert health.status_code == 503
+    for detail in (database, user, host):
+        assert detail not in health.text
     for answer in answers:
         assert answer.status_code == 503, (answer.request.url, answer.text)
         body = answer.json()
@@ -82,6 +93,11 @@ def test_a_503_in_a_database_outage_names_no_user_host_or_database(
     log = (tmp_path / "server.stderr").read_text()
     assert f"{database} failed: OperationalError" in log  # the detail is in the log
     assert "not currently accepting connections" in log  # with the driver's reason
+
+
+def _with_journal_error(response: httpx.Response) -> httpx.Response | None:
+    detail = response.json().get("detail", {})
+    return response if detail.get("database", {}).get("journal_error") else None
 
 
 def test_server_errors_quoting_a_database_url_answer_without_it() -> None:
@@ -102,7 +118,7 @@ def test_server_errors_quoting_a_database_url_answer_without_it() -> None:
         read_answer = client.get("/read")
     assert reconcile_answer.status_code == read_answer.status_code == 503
     assert reconcile_answer.json()["message"] == (
-        "not resumed: reconciliation failed: exec_1: journal write of 1 op(s) to <database> "
+        "not resumed: reconciliation failed: exec_1: journal write of 1 op(s) to <url> "
         "failed: OperationalError"
     )
     assert read_answer.json()["message"] == DATABASE_UNAVAILABLE
