@@ -86,10 +86,14 @@ def _raw_get(url: str, target: str, headers: dict[str, str] | None = None) -> in
         connection.close()
 
 
-@pytest.fixture(params=["text", "json"])
-def served_log(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    """A server on SQLite hit by the hostile requests; yields (format, its whole stderr)."""
+@pytest.fixture(scope="module", params=["text", "json"])
+def served_log(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, str]:
+    """A server on SQLite hit by the hostile requests, once per format for the module's
+    tests; returns (format, its whole stderr)."""
     log_format = str(request.param)
+    tmp_path = tmp_path_factory.mktemp(f"log_safety_{log_format}")
     env = {"EE_API_TOKENS": f"viewer:{TOKEN}", "EE_LOG_FORMAT": log_format}
     args = ["execution-engine", "serve", "--port", "0"]
     with running(args, tmp_path, env) as server:
