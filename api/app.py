@@ -46,6 +46,9 @@ def create_app(
         redoc_url=None,
         openapi_url="/openapi.json" if config.docs else None,
         lifespan=_lifespan(facade) if config.stop_facade_on_shutdown else None,
+        # Starlette would answer `/history/` with a redirect to an absolute URL built from
+        # the Host header (a client-chosen host); a trailing slash is a plain 404 instead.
+        redirect_slashes=False,
     )
     app.state.facade = facade
     app.state.api_config = config

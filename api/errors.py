@@ -21,6 +21,7 @@ body too large                 413     over `ApiConfig.max_body_bytes`
 pykka.ActorDeadError, Timeout  503     an actor died or did not answer
 TerminalError (and children)   503     the terminal is disconnected or not ready
 PersistenceError               503     the database cannot take or serve the request
+                                       (the answer says only that; the log says why)
 EngineStoppedError             503     the engine is shutting down
 ActorUnavailableError          503     an actor is dead or did not answer in time
 ReconciliationError            503     recovery could not finish; trading stays halted
@@ -32,6 +33,7 @@ any other error                500     a bug; logged with its traceback, not sho
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -161,13 +163,47 @@ def _describe_validation(errors: Sequence[Any]) -> list[str]:
     return problems
 
 
+DATABASE_UNAVAILABLE = "the database is unavailable; send the request again later"
+"""The whole message of a 503 for a database failure: the error's own message names the
+database (user, host, database name) and the driver's words, which are for the log only."""
+
+
 async def _engine_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ExecutionEngineError)
     status = status_of(exc)
     if status >= 500:
-        log.error("request failed: %s: %s", exc.code, exc.message)
+        log.error("request failed: %s: %s%s", exc.code, exc.message, _cause(exc))
+    if status == 503 and isinstance(exc, PersistenceError):
+        return error_response(status, exc.code, DATABASE_UNAVAILABLE)
+    # A server-side error may quote another (a failed reconciliation, the write that broke
+    # it) and with it a database URL: the caller gets the sentence without the URL.
+    message = without_urls(exc.message) if status >= 500 else exc.message
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return error_response(status, exc.code, exc.message, _jsonable(exc.details()), headers)
+    return error_response(status, exc.code, message, _jsonable(exc.details()), headers)
+
+
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://\S+")
+
+
+def without_urls(value: Any) -> Any:
+    """`value` (a string, or a report of nested dicts and lists) with every URL written as
+    `<url>`: the database URL (user, host, name) is for the log, not for answers."""
+    if isinstance(value, str):
+        return _URL.sub("<url>", value)
+    if isinstance(value, dict):
+        return {key: without_urls(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_urls(item) for item in value]
+    return value
+
+
+def _cause(exc: BaseException) -> str:
+    """The first line of the error's cause (the driver's message), for the log."""
+    cause = exc.__cause__
+    if cause is None:
+        return ""
+    lines = str(cause).strip().splitlines()
+    return f" ({type(cause).__name__}: {lines[0] if lines else ''})"
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -234,6 +270,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 __all__ = [
     "AUTHENTICATED_RESPONSES",
+    "DATABASE_UNAVAILABLE",
     "STATUS_BY_ERROR",
     "ApiError",
     "DrillNotAllowedError",
@@ -243,4 +280,5 @@ __all__ = [
     "error_response",
     "install_error_handlers",
     "status_of",
+    "without_urls",
 ]

@@ -2,41 +2,32 @@
 
 `EE_LOG_FORMAT=json` gives `{"time", "level", "logger", "message"[, "exception"]}` lines for
 log shippers. Whatever the format, a filter on the handler masks every secret it was told
-about (API tokens, the MT5 password, the database password) and anything shaped like a
-bearer credential, in the message and in tracebacks.
+about (API tokens, the MT5 password, the database password) in any percent-encoding, the
+values of auth-like query parameters (`?access_token=...`) and anything shaped like a bearer
+credential, in the message and in tracebacks. A record is one line whatever its message
+holds: control and line-separator characters are escaped (JSON: by the encoder, and U+2028,
+U+2029 and C1 controls too), so a client's path cannot forge a line.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
-REDACTED = "[redacted]"
-
-_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
-_MIN_SECRET_LENGTH = 4
-"""Shorter 'secrets' would mask ordinary words; settings refuse such tokens in production."""
+from api.redact import REDACTED, Redactor, escape_controls, escape_json_line
 
 
 class RedactingFilter(logging.Filter):
-    """Replaces known secrets and bearer credentials in a record with `[redacted]`."""
+    """Replaces known secrets (in any percent-encoding), auth-like query parameters and
+    bearer credentials in a record with `[redacted]` (see `api.redact`)."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        # Longest first, so that a secret containing another is masked whole.
-        self._secrets = sorted(
-            {s for s in secrets if len(s) >= _MIN_SECRET_LENGTH}, key=len, reverse=True
-        )
-
-    def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return _BEARER.sub(r"\1" + REDACTED, text)
+        self.redact = Redactor(secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -64,10 +55,47 @@ class JsonFormatter(logging.Formatter):
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
             entry["exception"] = record.exc_text
-        return json.dumps(entry, ensure_ascii=False)
+        return escape_json_line(json.dumps(entry, ensure_ascii=False))
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class TextFormatter(logging.Formatter):
+    """`TEXT_FORMAT`, one record per line whatever the message holds: control and
+    line-separator characters are escaped (a client's path must not forge a line), and a
+    traceback's lines are indented, so that only a record's own line starts at column 0."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        message = record.message
+        record.message = escape_controls(message)
+        try:
+            return super().formatMessage(record)
+        finally:
+            record.message = message
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        return _indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802 - logging's name
+        return _indented(stack_info)
+
+    def format(self, record: logging.LogRecord) -> str:
+        # The filter may have set exc_text with the plain formatter: indent it here.
+        text = record.exc_text
+        if text and not text.startswith(_INDENT):
+            record.exc_text = _indented(text)
+        return super().format(record)
+
+
+_INDENT = "    "
+
+
+def _indented(text: str) -> str:
+    return "\n".join(_INDENT + escape_controls(line) for line in text.split("\n"))
 
 
 def configure_logging(
@@ -82,15 +110,15 @@ def configure_logging(
     duplicating lines.
     """
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(
-        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
-    )
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(RedactingFilter(secrets))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # Python's warnings would go to stderr raw: through the handler they are one line (JSON).
+    logging.captureWarnings(True)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
@@ -98,4 +126,4 @@ def configure_logging(
     return handler
 
 
-__all__ = ["REDACTED", "JsonFormatter", "RedactingFilter", "configure_logging"]
+__all__ = ["REDACTED", "JsonFormatter", "RedactingFilter", "TextFormatter", "configure_logging"]

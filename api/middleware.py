@@ -13,11 +13,17 @@ from api.errors import error_response
 
 UNMATCHED_ROUTE = "unmatched"
 """The route label of requests no route matched (keeps the label set bounded)."""
+OTHER_METHOD = "other"
+"""The method label of every method outside `KNOWN_METHODS`."""
+KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
+"""HTTP allows any token as a method and anyone may send one without a token: a label per
+invented method would grow the registry (and /metrics) for ever."""
 
 
 class RequestTiming:
     """Reports every HTTP request's duration to `EngineMetrics.api_request`, labelled by the
-    route's path template (`/executions/{execution_id}`), never by the raw path."""
+    route's path template (`/executions/{execution_id}`), never by the raw path, and by the
+    method when it is a known one: every label value comes from a closed set."""
 
     def __init__(self, app: ASGIApp, metrics: EngineMetrics) -> None:
         self.app = app
@@ -31,9 +37,21 @@ class RequestTiming:
         try:
             await self.app(scope, receive, send)
         finally:
-            route: Any = scope.get("route")
-            path = getattr(route, "path", None) or UNMATCHED_ROUTE
-            self.metrics.api_request(path, scope["method"], time.perf_counter() - started)
+            self.metrics.api_request(
+                route_label(scope), method_label(scope["method"]), time.perf_counter() - started
+            )
+
+
+def route_label(scope: Scope) -> str:
+    """The path template of the route that took the request (also for a 405: the path
+    matched, the method did not), `UNMATCHED_ROUTE` when none did."""
+    route: Any = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) and path else UNMATCHED_ROUTE
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else OTHER_METHOD
 
 
 class _BodyTooLargeError(HTTPException):
@@ -106,4 +124,12 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-__all__ = ["UNMATCHED_ROUTE", "BodySizeLimit", "RequestTiming"]
+__all__ = [
+    "KNOWN_METHODS",
+    "OTHER_METHOD",
+    "UNMATCHED_ROUTE",
+    "BodySizeLimit",
+    "RequestTiming",
+    "method_label",
+    "route_label",
+]

@@ -8,9 +8,12 @@ uvicorn. The app stops the engine when uvicorn shuts down (SIGINT or SIGTERM).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 import uvicorn
@@ -24,6 +27,8 @@ from api.config import ApiConfig
 from api.logs import configure_logging
 from core.settings import Settings, load_settings
 from storage.db import default_sqlite_url, redact_url
+
+log = logging.getLogger(__name__)
 
 
 def _secrets_of(settings: Settings, tokens: dict[str, str], database_url: str) -> list[str]:
@@ -71,19 +76,33 @@ def _url(sock: socket.socket, host: str) -> str:
     return f"http://{shown}:{port}"
 
 
+@contextmanager
+def _start_up_failure_logged(as_json: bool) -> Iterator[None]:
+    """With EE_LOG_FORMAT=json, a start-up failure (port taken, database unreachable) is one
+    JSON log line and exit status 1, not the command line's plain-text error line."""
+    if not as_json:
+        yield
+        return
+    try:
+        yield
+    except Exception as exc:
+        # The driver's own message when there is one: its first line, never the SQL.
+        lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        log.critical("cannot serve: %s: %s", type(exc).__name__, lines[0] if lines else "")
+        raise SystemExit(1) from None
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     database_url: str | None = None,
     config: ApiConfig | None = None,
     out: TextIO | None = None,
-    err: TextIO | None = None,
 ) -> None:
     """Run the engine and its API until interrupted. Writes the URL (and, when
-    EE_API_TOKENS is unset, a generated admin token, once) to `out` (stdout), progress to
-    `err` (stderr)."""
+    EE_API_TOKENS is unset, a generated admin token, once) to `out` (stdout); progress goes
+    to the log (stderr), so that with EE_LOG_FORMAT=json every stderr line is JSON."""
     out = out if out is not None else sys.stdout
-    err = err if err is not None else sys.stderr
     settings = load_settings()
     tokens = settings.api_token_roles()
     generated = None
@@ -93,13 +112,14 @@ def serve(
     url = database_url or settings.database_url or default_sqlite_url()
     configure_logging(settings.log_format, settings.log_level, _secrets_of(settings, tokens, url))
 
-    sock = _listen(host, port)
-    try:
-        _write(err, f"starting the engine on {redact_url(url)} (terminal: {settings.terminal})")
-        facade = create_execution_engine(database_url=url, settings=settings)
-    except BaseException:
-        sock.close()
-        raise
+    with _start_up_failure_logged(settings.log_format == "json"):
+        sock = _listen(host, port)
+        try:
+            log.info("starting the engine on %s (terminal: %s)", redact_url(url), settings.terminal)
+            facade = create_execution_engine(database_url=url, settings=settings)
+        except BaseException:
+            sock.close()
+            raise
     try:
         api_config = dataclasses.replace(config or ApiConfig(), stop_facade_on_shutdown=True)
         app = create_app(facade, TokenTable(tokens), api_config)

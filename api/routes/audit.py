@@ -7,12 +7,13 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from itertools import islice
+from itertools import chain, islice
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
+from api.blocking import run_blocking
 from api.deps import FacadeDep, ViewerDep
 from api.errors import ErrorBody
 from core.errors import InvalidRequestError
@@ -71,8 +72,12 @@ async def audit_trail(
             "end_date is before start_date", errors=("query.end_date: is before start_date",)
         )
     # Checks the range now; rows are read batch by batch while the body streams, in the
-    # worker threads Starlette iterates a synchronous body in.
-    records = facade.iter_audit_trail(start, end)
+    # worker threads Starlette iterates a synchronous body in. The first batch is read
+    # before the answer starts, so that a database outage is a 503 with an error body, not
+    # a 200 whose body breaks off.
+    rows = iter(facade.iter_audit_trail(start, end))
+    first = await run_blocking(next, rows, None)
+    records: Iterable[ExecutionLog] = chain([first], rows) if first is not None else ()
     stamp = f"{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}"
     if format == "csv":
         return StreamingResponse(

@@ -17,6 +17,7 @@ from actors.facade import engine_version
 from api.auth import Principal, TokenTable
 from api.blocking import run_blocking
 from api.deps import FacadeDep, bearer_scheme, strict_query
+from api.errors import without_urls
 from api.schemas import HealthOut
 
 router = APIRouter(tags=["health"], dependencies=[Depends(strict_query)])
@@ -50,7 +51,7 @@ async def health(
     facade.metrics.database_checked(bool(report["database"]["ok"]))
     body = summarize(report)
     if caller is not None:
-        body = body.model_copy(update={"detail": report})
+        body = body.model_copy(update={"detail": without_urls(report)})
     status = 200 if body.status == "ok" else 503
     return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=status)
 
