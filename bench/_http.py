@@ -12,7 +12,9 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-FINAL = frozenset({"FILLED", "PARTIALLY_FILLED", "REJECTED", "EXPIRED"})
+from core.enums import FINAL_STATUSES
+
+FINAL = frozenset(status.value for status in FINAL_STATUSES)
 TRANSPORT_ERRORS = (OSError, http.client.HTTPException)
 """What a request to an engine that is dead, starting or being killed raises: refused,
 reset, timed out, or an answer cut short."""

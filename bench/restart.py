@@ -54,7 +54,7 @@ from core.errors import ExecutionEngineError
 START_TIMEOUT = 120.0
 """How long an engine may take to answer /health (or a probe to fill) before the round fails."""
 SETTLE_TIMEOUT = 300.0
-"""How long the executions the kill left unfinished may take to become final."""
+"""How long the executions the kill left unfinished may take to become final, by default."""
 SECRET_SETTINGS = frozenset({"EE_API_TOKENS", "EE_AUDIT_KEY", "MT5_PASSWORD", "EE_MT5_PASSWORD"})
 
 
@@ -127,24 +127,26 @@ def _in_thread(target: Any, *args: Any) -> tuple[threading.Thread, dict[str, Any
 
 
 def _result(thread: threading.Thread, box: dict[str, Any]) -> Any:
-    thread.join(SETTLE_TIMEOUT + 30.0)
+    thread.join()  # each target ends by its own deadline
     if "error" in box:
         raise box["error"]
     return box.get("result")
 
 
-def _settle(api: Api, load: Load, killed_at: datetime, started: float) -> dict[str, Any]:
+def _settle(
+    api: Api, load: Load, killed_at: datetime, started: float, timeout: float
+) -> dict[str, Any]:
     """Wait until every execution the kill left unfinished is final. Runs from the restart
     on, beside the other probes, so that it sees the moment even if it comes first."""
     load.join(30.0)  # the kill cut every request in flight: the workers are ending
     wanted = set(load.unanswered())
-    deadline = started + SETTLE_TIMEOUT
+    deadline = started + timeout
     while True:
         try:
             history = api.history()
         except (*TRANSPORT_ERRORS, RuntimeError):  # not up yet, or 503 while starting
             if time.monotonic() > deadline:
-                raise RoundFailedError(f"no GET /history within {SETTLE_TIMEOUT:g} s") from None
+                raise RoundFailedError(f"no GET /history within {timeout:g} s") from None
             time.sleep(0.05)
             continue
         rows = [r for r in history if r["rpm_decision_id"] in wanted]
@@ -160,9 +162,15 @@ def _settle(api: Api, load: Load, killed_at: datetime, started: float) -> dict[s
                 "unanswered_at_kill": len(wanted),
                 "never_recorded": len(wanted - {r["rpm_decision_id"] for r in rows}),
                 "unfinished_at_kill": len(unfinished),
-                "unfinished_final_statuses": dict(Counter(r["status"] for r in unfinished)),
+                "unfinished_final_statuses": dict(Counter(map(_status, unfinished))),
             }
         time.sleep(0.1)
+
+
+def _status(row: dict[str, Any]) -> str:
+    """`REJECTED/NOT_SENT` for a rejection (its reason code), else the status."""
+    reason = row.get("rejection_reason")
+    return f"{row['status']}/{reason}" if reason else str(row["status"])
 
 
 def _duplicates(executions: Sequence[dict[str, Any]], orders: Sequence[Any]) -> dict[str, int]:
@@ -226,7 +234,7 @@ def run_round(args: argparse.Namespace, index: int, overrides: dict[str, str]) -
         try:
             health = _in_thread(_until_health, api, second, restarted)
             probe = _in_thread(_until_filled, api, trade(run, 999_999, seed), restarted)
-            settle = _in_thread(_settle, api, load, killed_at, restarted)
+            settle = _in_thread(_settle, api, load, killed_at, restarted, args.settle_timeout)
             health_s = _result(*health)
             first_fill_s, probe_status = _result(*probe)
             settled = _result(*settle)
@@ -289,6 +297,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--kill-after", type=int, default=40, metavar="A",
         help="SIGKILL the engine once the load got this many answers (default 40)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--settle-timeout", type=float, default=SETTLE_TIMEOUT, metavar="S",
+        help="how long the executions the kill left unfinished may take to become final "
+        f"(default {SETTLE_TIMEOUT:g}; those still open then give all_settled_s null)",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
