@@ -266,4 +266,16 @@ def _terminal_orders(port: int, magic: int) -> list[Any]:
         bridge.close()
 
 
-__all__ = ["DrillProcessError", "run_engine_kill", "simulator_server"]
+# Public names of the process helpers, for the restart bench (bench.restart) to reuse.
+ChildProcess = _Process
+child_env = _child_env
+terminal_orders = _terminal_orders
+
+__all__ = [
+    "ChildProcess",
+    "DrillProcessError",
+    "child_env",
+    "run_engine_kill",
+    "simulator_server",
+    "terminal_orders",
+]
