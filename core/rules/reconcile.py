@@ -64,4 +64,4 @@ def absence_proven(fate: SendFate, *, waited: float, window: float, fenced: bool
 
 def reconcile_backoff(attempt: int, base: float, cap: float) -> float:
     """Pause before lookup number `attempt` (1-based) of an execution still UNKNOWN."""
-    return min(cap, base * (2 ** min(max(attempt - 1, 0), 16)))
+    return float(min(cap, base * 2.0 ** min(max(attempt - 1, 0), 16)))

@@ -87,9 +87,7 @@ def test_a_slow_terminal_never_turns_an_executed_order_into_not_sent(
             f"{confirmation.rejection_reason} while its order filled at the terminal"
         )
     events = {
-        e.event_type
-        for c in confirmations
-        for e in engine.repository.events_for(c.execution_id)
+        e.event_type for c in confirmations for e in engine.repository.events_for(c.execution_id)
     }
     assert "SEND_AMBIGUOUS" in events  # the scenario did cut sends off
     assert "RECONCILED_ABSENT" not in events
