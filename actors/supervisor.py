@@ -1,8 +1,10 @@
 """Supervisor: starts, watches and restarts the actors, and owns the kill switch.
 
 Pykka has no supervision of its own, so this module builds it. The Supervisor starts the
-PersistenceActor, then the BrokerActor, reconciles every execution that is not final
-(`actors.recovery`), and only then lets trading become ACTIVE. A watcher thread then
+PersistenceActor, then the BrokerActor, makes one reconciliation pass over every execution
+that is not final (`actors.recovery`), and then lets trading become ACTIVE: executions
+that must wait for evidence (an order not found yet) are reconciled in the background with
+their margin held, so a restart does not wait out reconcile windows. A watcher thread then
 sees every way a Pykka actor can die:
 
 - a `tell` that raised: Pykka calls `on_failure`, which the supervised actor reports;
@@ -45,6 +47,7 @@ from actors._children import Child, Children, ChildState, RestartWindow
 from actors._kill_switch import KillSwitch
 from actors._order_registry import OrderRegistry
 from actors._scheduler import Scheduler
+from actors._shared import MarginBook
 from actors._supervised import (
     ChildHooks,
     FaultPlan,
@@ -128,6 +131,7 @@ class Supervisor:
         scheduler: Scheduler,
         metrics: EngineMetrics | None = None,
         config: SupervisorConfig | None = None,
+        margin: MarginBook | None = None,
     ) -> None:
         self.terminal = terminal
         self.db = db
@@ -194,6 +198,8 @@ class Supervisor:
                 pip_overrides=dict(settings.pip_size_overrides),
             ),
             on_final=metrics.execution_final if metrics is not None else None,
+            margin=margin,
+            on_unknown=metrics.unknown if metrics is not None else None,
         )
 
     @property
@@ -203,23 +209,29 @@ class Supervisor:
     # --- start ----------------------------------------------------------------------------
 
     def start(self) -> RecoveryReport:
-        """Start the children in order, reconcile, set the trading state, then watch.
+        """Start the children in order, reconcile once, set the trading state, then watch.
 
-        Returns the startup recovery report. Trading is ACTIVE afterwards only when
-        reconciliation succeeded and the persisted state was not HALTED.
+        Returns the report of the startup pass. What it settled is settled; executions whose
+        order it did not find and cannot yet prove absent are left to the recovery thread
+        (UNKNOWN to the RPM, their margin held, each settled once), so the engine takes new
+        work at once instead of waiting out their reconcile windows. Trading is ACTIVE
+        afterwards only when no reconciliation failed (the terminal answered, no broker-
+        acknowledged order is missing) and the persisted state was not HALTED.
         """
         self.children.start_all()
         persisted = self.repository.trading_state()
         with self._reconcile_lock:
             report = self.reconciler.run(
                 [r.execution_id for r in self.repository.non_final()],
-                wait=True,
+                wait=False,
                 stop=self._stopping,
             )
         self.last_recovery = report
         if report.examined:
             log.info("startup recovery: %s", report.summary())
-        if not report.ok:
+        if report.waiting:
+            self.orders.adopt(report.waiting)  # the recovery thread looks again, with back-off
+        if report.failures:
             self.halt(f"reconciliation failed at start: {report.error()}", SUPERVISOR)
         elif persisted is not None and persisted.state == TradingState.HALTED.value:
             self.kill_switch.restore(True, persisted.reason)
