@@ -667,6 +667,24 @@ class BrokerActor(FastInbox):
             return None
         return self.query_order(int(match.ticket), float(match.volume_initial))
 
+    def our_client_ids(self, since: datetime) -> dict[str, int]:
+        """Comment -> ticket of every order with our magic the terminal knows (working, or
+        in history since `since`): one look for late-appearing orders."""
+        magic = self._config.magic
+        active, _ = self._info("orders_get")
+        history, err = self._info(
+            "history_orders_get",
+            since - self._config.history_pad,
+            self._clock.now() + self._config.history_pad,
+        )
+        if history is None and err is not None and err[0] != 1:
+            raise ReconciliationError(f"history_orders_get failed: {err}")
+        return {
+            str(o.comment): int(o.ticket)
+            for o in (*(history or ()), *(active or ()))
+            if int(o.magic) == magic
+        }
+
     def send_trace(self, client_id: str) -> SendTrace:
         """What became of `client_id`'s send here, and the send fence (`SendLedger`)."""
         return self._ledger.trace(client_id)

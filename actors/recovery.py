@@ -243,7 +243,7 @@ class Reconciler:
             return
         lots = record.intended_lots
         try:
-            pre: Preflight = self._ask("preflight", record.symbol)
+            pre: Preflight = self.ask("preflight", record.symbol)
         except ReconciliationError as exc:
             log.warning("cannot reserve the margin of %s yet: %s", execution_id, exc)
             return
@@ -290,7 +290,7 @@ class Reconciler:
         if lots is None:
             raise ReconciliationError(f"{record.status} execution has no intended lots")
         # The trace first: whatever it proves about the terminal holds for the lookup after.
-        trace: SendTrace = self._ask("send_trace", record.client_id)
+        trace: SendTrace = self.ask("send_trace", record.client_id)
         finding = self._find(record, lots, claimed)
         if finding is None:
             return self._absent(record, trace)
@@ -304,10 +304,10 @@ class Reconciler:
 
     def _find(self, record: ExecutionLog, lots: float, claimed: set[int]) -> OrderFinding | None:
         if record.order_id:
-            by_ticket: OrderFinding = self._ask("query_order", record.order_id, lots)
+            by_ticket: OrderFinding = self.ask("query_order", record.order_id, lots)
             if by_ticket.found:
                 return by_ticket
-        found: OrderFinding | None = self._ask(
+        found: OrderFinding | None = self.ask(
             "find_order",
             client_id=record.client_id,
             symbol=record.symbol,
@@ -354,7 +354,7 @@ class Reconciler:
         )
 
     def _remove(self, record: ExecutionLog, finding: OrderFinding, lots: float) -> OrderFinding:
-        outcome: SendOutcome = self._ask("remove_order", finding.ticket)
+        outcome: SendOutcome = self.ask("remove_order", finding.ticket)
         self._journal(
             record,
             "ORDER_REMOVE_REQUESTED",
@@ -366,7 +366,7 @@ class Reconciler:
                 "by": "recovery",
             },
         )
-        after: OrderFinding = self._ask("query_order", finding.ticket, lots)
+        after: OrderFinding = self.ask("query_order", finding.ticket, lots)
         if after.open:
             raise ReconciliationError(
                 f"order {finding.ticket} is still open after TRADE_ACTION_REMOVE "
@@ -412,7 +412,7 @@ class Reconciler:
     def _filled(
         self, record: ExecutionLog, finding: OrderFinding, lots: float, removed: bool
     ) -> ExecutionLog:
-        spec: SymbolSpec | None = self._ask("symbol_spec", record.symbol)
+        spec: SymbolSpec | None = self.ask("symbol_spec", record.symbol)
         if spec is None:
             raise ReconciliationError(f"symbol {record.symbol} is unknown to the terminal")
         filled = round(finding.filled_volume, 8)
@@ -519,7 +519,7 @@ class Reconciler:
         )
         write_and_wait(self._persistence(), [op], self._config.ask_timeout)
 
-    def _ask(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    def ask(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
             return getattr(self._broker(), method)(*args, **kwargs).get(
                 timeout=self._config.ask_timeout

@@ -44,6 +44,7 @@ import pykka
 from sqlalchemy import Engine
 
 from actors._children import Child, Children, ChildState, RestartWindow
+from actors._corrections import LateAppearances
 from actors._kill_switch import KillSwitch
 from actors._order_registry import OrderRegistry
 from actors._scheduler import Scheduler
@@ -88,6 +89,8 @@ class SupervisorConfig:
     tick: the watcher's pass period (a reported death wakes it at once).
     ask_timeout: commits and broker asks made by the Supervisor itself.
     recovery_interval: pass period of the thread that reconciles orphan executions.
+    late_interval / late_lookback: how often, and how far back, the recovery thread checks
+        that no execution settled NOT_SENT has an order at the terminal after all.
     """
 
     restart_intensity: int = 5
@@ -98,6 +101,8 @@ class SupervisorConfig:
     tick: float = 0.05
     ask_timeout: float = 30.0
     recovery_interval: float = 0.1
+    late_interval: float = 10.0
+    late_lookback: float = 3600.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SupervisorConfig:
@@ -109,6 +114,7 @@ class SupervisorConfig:
             disconnect_halt_after=settings.disconnect_halt_seconds,
             ask_timeout=settings.ask_timeout_seconds,
             recovery_interval=min(0.25, settings.reconcile_window_seconds / 3),
+            late_interval=min(10.0, max(1.0, settings.reconcile_window_seconds)),
         )
 
     @property
@@ -201,6 +207,18 @@ class Supervisor:
             margin=margin,
             on_unknown=metrics.unknown if metrics is not None else None,
         )
+        self.late = LateAppearances(
+            self.reconciler.ask,
+            self.persistence_ref,
+            repository,
+            db,
+            clock,
+            lookback=cfg.late_lookback,
+            ask_timeout=settings.ask_timeout_seconds,
+            pip_overrides=dict(settings.pip_size_overrides),
+            on_correction=metrics.corrected if metrics is not None else None,
+        )
+        self._late_due = 0.0
 
     @property
     def total_restarts(self) -> int:
@@ -413,6 +431,7 @@ class Supervisor:
             try:
                 self._flush_pending()
                 self._recover_orphans()
+                self._check_late()
             except (PersistenceError, ReconciliationError, pykka.ActorDeadError) as exc:
                 log.warning("recovery pass deferred: %s", exc)
             except Exception:
@@ -441,6 +460,14 @@ class Supervisor:
         self.orders.settled(set(orphans) - set(report.waiting) - set(report.failures))
         if report.resolved:
             log.info("recovered orphan executions: %s", report.summary())
+
+    def _check_late(self) -> None:
+        now = time.monotonic()
+        if now < self._late_due or not self.children.alive():
+            return
+        self._late_due = now + self.config.late_interval
+        with self._reconcile_lock:
+            self.late.check()
 
     def reconcile_all(self) -> None:
         """Queue every execution that is not final and has no live OrderActor."""
