@@ -88,3 +88,29 @@ class SendLedger:
         return SendTrace(
             entry.fate, self.broker, self._fence, entry.seq, entry.started_mono, entry.ended_mono
         )
+
+
+@dataclass(slots=True)
+class AbsenceClock:
+    """Per execution under reconciliation: how long its order has had to appear, and
+    whether a later send fenced it, from the BrokerActor's `SendTrace`.
+
+    Measured from when order_send actually started. A send this BrokerActor never saw
+    (UNKNOWN: it was replaced, or the engine restarted) is measured from the first lookup
+    that met it, and fenced by a send that started after that lookup.
+    """
+
+    base: tuple[int, int, float] | None = None
+    """(BrokerActor incarnation, its last send number, monotonic time) at that first lookup."""
+
+    def measure(
+        self, trace: SendTrace, now: float, *, sender_gone: bool = False
+    ) -> tuple[float, bool]:
+        """(seconds waited, fenced). `sender_gone`: the process that sent it has died, so
+        nothing of it is still on its way from this engine."""
+        if trace.fate is SendFate.UNKNOWN:
+            if self.base is None or self.base[0] != trace.broker:
+                self.base = (trace.broker, trace.seq, now)
+            return now - self.base[2], sender_gone or trace.fence > self.base[1]
+        started = trace.started_mono if trace.started_mono is not None else now
+        return now - started, trace.fence > trace.seq

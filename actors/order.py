@@ -18,6 +18,7 @@ import pykka
 
 from actors._reply import FastInbox, Reply
 from actors._scheduler import Handle, Scheduler
+from actors._send_ledger import AbsenceClock
 from actors._shared import MarginBook, TradingSwitch
 from actors._threads import ReusedThreads
 from actors.broker import SendRequest
@@ -49,7 +50,6 @@ from core.errors import PersistenceError, PersistenceUnavailableError, Reconcili
 from core.models import ExecutionLog, ExecutionRequest
 from core.rules import (
     Denied,
-    SendFate,
     absence_proven,
     backoff_seconds,
     deviation_points,
@@ -168,9 +168,8 @@ class OrderActor(FastInbox):
         """About when submit() was called: the start of the submit-to-send latency."""
         self._looks = 0
         """Lookups of an ambiguous send so far (their back-off)."""
-        self._fence_base: tuple[int, int, float] | None = None
-        """For a send the current BrokerActor never saw: (its incarnation, its last send
-        number, when this was first met); later sends must come back definite."""
+        self._absence = AbsenceClock()
+        """How long an ambiguous send's order has had to appear (from order_send's start)."""
         self._fate: str | None = None
         """About when submit() was called: the start of the submit-to-send latency."""
 
@@ -634,8 +633,7 @@ class OrderActor(FastInbox):
             self._look_again()
             return
         if finding is None:
-            waited = self._absent_for(trace)
-            fenced = self._fenced(trace)
+            waited, fenced = self._absence.measure(trace, self._ctx.clock.monotonic())
             if not absence_proven(
                 trace.fate, waited=waited, window=self._cfg.reconcile_window, fenced=fenced
             ):
@@ -675,26 +673,6 @@ class OrderActor(FastInbox):
             self._looks, self._cfg.reconcile_interval, self._cfg.reconcile_backoff_cap
         )
         self._later(delay, "reconcile")
-
-    def _absent_for(self, trace: SendTrace) -> float:
-        """Seconds the order has had to appear: from when order_send actually started,
-        not from when the send joined the broker's line."""
-        now = self._ctx.clock.monotonic()
-        if trace.fate is SendFate.UNKNOWN:
-            base = self._fence_base
-            if base is None or base[0] != trace.broker:
-                base = self._fence_base = (trace.broker, trace.seq, now)
-            return now - base[2]
-        if trace.started_mono is not None:
-            return now - trace.started_mono
-        return now - (self._sent_at if self._sent_at is not None else now)
-
-    def _fenced(self, trace: SendTrace) -> bool:
-        """A later send through the same BrokerActor came back with a definite answer."""
-        if trace.fate is SendFate.UNKNOWN:
-            base = self._fence_base
-            return base is not None and base[0] == trace.broker and trace.fence > base[1]
-        return trace.fence > trace.seq
 
     def _unknown(self, unknown: bool) -> None:
         if self._ctx.metrics is not None:

@@ -47,6 +47,7 @@ import pykka
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from actors._send_ledger import AbsenceClock
 from actors._shared import MarginBook
 from actors.messages import OrderFinding, Preflight, SendOutcome, SendTrace, SymbolSpec
 from actors.persistence import write_and_wait
@@ -166,8 +167,8 @@ class Reconciler:
         self._on_unknown = on_unknown
         self._started = clock.now()
         """This run's start: a send journaled before it belongs to a process that is gone."""
-        self._bases: dict[str, tuple[int, int, float]] = {}
-        """execution_id -> (BrokerActor incarnation, its last send number, first lookup)."""
+        self._clocks: dict[str, AbsenceClock] = {}
+        """execution_id -> how long its order has had to appear (`AbsenceClock`)."""
         self._due: dict[str, tuple[int, float]] = {}
         """execution_id -> (lookups so far, monotonic time of the next one)."""
         self._held: set[str] = set()
@@ -256,7 +257,7 @@ class Reconciler:
 
     def _settled(self, execution_id: str) -> None:
         self._due.pop(execution_id, None)
-        self._bases.pop(execution_id, None)
+        self._clocks.pop(execution_id, None)
         if execution_id in self._held:
             self._held.discard(execution_id)
             if self._margin is not None:
@@ -324,19 +325,12 @@ class Reconciler:
                 f"order {record.order_id} was accepted by the broker but the terminal "
                 "does not know it"
             )
-        now = time.monotonic()
-        if trace.fate is SendFate.UNKNOWN:
-            # Not this BrokerActor's send: measured from the first lookup that met it.
-            base = self._bases.get(record.execution_id)
-            if base is None or base[0] != trace.broker:
-                base = self._bases[record.execution_id] = (trace.broker, trace.seq, now)
-            waited = now - base[2]
-            # A previous run's send: the process that sent it is gone, so nothing of it is
-            # still on its way from this engine; the window covers the terminal's own work.
-            fenced = trace.fence > base[1] or record.updated_at < self._started
-        else:
-            waited = now - (trace.started_mono if trace.started_mono is not None else now)
-            fenced = trace.fence > trace.seq
+        clock = self._clocks.setdefault(record.execution_id, AbsenceClock())
+        # A previous run's send: the process that sent it is gone, so nothing of it is
+        # still on its way from this engine; the window covers the terminal's own work.
+        waited, fenced = clock.measure(
+            trace, time.monotonic(), sender_gone=record.updated_at < self._started
+        )
         if not absence_proven(
             trace.fate, waited=waited, window=self._config.reconcile_window, fenced=fenced
         ):

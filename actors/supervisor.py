@@ -507,7 +507,8 @@ class Supervisor:
 
     def resume(self, by: str, reason: str = "resumed") -> RecoveryReport:
         """Trade again, only once the children are up, the terminal is connected, and a
-        reconciliation of every execution without a live OrderActor succeeded: raises
+        reconciliation pass over every execution without a live OrderActor met no failure
+        (those still waiting for evidence go on in the background, as at start): raises
         `ReconciliationError` otherwise (or `PersistenceError`), and trading stays HALTED."""
         with self._state_lock:
             revived = self.children.revive()
@@ -521,10 +522,13 @@ class Supervisor:
                 if not self.is_live(r.execution_id)
             ]
             with self._reconcile_lock:
-                report = self.reconciler.run(ids, wait=True, stop=self._stopping)
-            if not report.ok:
+                report = self.reconciler.run(ids, wait=False, stop=self._stopping)
+            if report.failures:
                 raise ReconciliationError(f"not resumed: reconciliation failed: {report.error()}")
-            self.orders.settled(ids)
+            # As at start: executions still waiting for evidence are reconciled in the
+            # background (their margin held); trading does not wait for their windows.
+            self.orders.settled(set(ids) - set(report.waiting))
+            self.orders.adopt(report.waiting)
             self._journal_error = None
             self._disconnected_since = None
             self.kill_switch.release(reason, by)
