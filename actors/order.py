@@ -171,6 +171,7 @@ class OrderActor(FastInbox):
         self._absence = AbsenceClock()
         """How long an ambiguous send's order has had to appear (from order_send's start)."""
         self._fate: str | None = None
+        """What the last lookup that found nothing learned (journaled when it changes)."""
         """About when submit() was called: the start of the submit-to-send latency."""
 
     # --- the doors ----------------------------------------------------------------------
@@ -629,7 +630,11 @@ class OrderActor(FastInbox):
                     since=self._log.submitted_at or self._log.created_at,
                 )
         except (_BrokerGoneError, pykka.Timeout, ReconciliationError) as exc:
-            self._journal("RECONCILE_DEFERRED", {"error": str(exc)})
+            if self._fate != f"error: {exc}":
+                # Once per change, not per lookup: a terminal down for an hour must not
+                # write thousands of identical events.
+                self._fate = f"error: {exc}"
+                self._journal("RECONCILE_DEFERRED", {"error": str(exc)})
             self._look_again()
             return
         if finding is None:
