@@ -182,12 +182,15 @@ class Reconciler:
         *,
         wait: bool,
         stop: threading.Event | None = None,
+        present: Mapping[str, int] | None = None,
     ) -> RecoveryReport:
         """Reconcile every listed execution that is still not final.
 
         With `wait`, executions inside the reconcile window are checked again until the
         window has passed (at most `max_wait` beyond it); without, they are reported as
         waiting. A failure is reported per execution; the others are still reconciled.
+        `present` (from `present`): the client ids the terminal has orders for; an execution
+        without a ticket whose client id is not among them skips its own lookup this time.
         """
         started = time.monotonic()
         report = RecoveryReport()
@@ -210,7 +213,7 @@ class Reconciler:
                     waiting.append(execution_id)  # looked up a moment ago: back-off
                     continue
                 try:
-                    final = self.reconcile(record, claimed)
+                    final = self.reconcile(record, claimed, present)
                 except Exception as exc:
                     log.warning("reconciling %s failed: %s", execution_id, exc)
                     report.failures[execution_id] = f"{type(exc).__name__}: {exc}"
@@ -242,18 +245,30 @@ class Reconciler:
             self._on_unknown(execution_id, True)
         if self._margin is None or execution_id in self._held or not record.intended_lots:
             return
-        lots = record.intended_lots
+        amount = self._margin_required(record)
+        if amount is None:
+            return
+        # Held unconditionally: the order may exist, so its margin is spent either way.
+        self._margin.reserve(execution_id, amount, lambda _held: None)
+        self._held.add(execution_id)
+
+    def _margin_required(self, record: ExecutionLog) -> float | None:
+        """The margin validation computed for it (journaled with VALIDATED), else asked."""
+        for event in reversed(self._repository.events_for(record.execution_id)):
+            required = event.payload.get("margin_required")
+            if isinstance(required, int | float):
+                return float(required)
         try:
             pre: Preflight = self.ask("preflight", record.symbol)
         except ReconciliationError as exc:
-            log.warning("cannot reserve the margin of %s yet: %s", execution_id, exc)
-            return
+            log.warning("cannot reserve the margin of %s yet: %s", record.execution_id, exc)
+            return None
         if pre.margin_per_lot is None:
-            log.warning("cannot reserve the margin of %s yet: no margin per lot", execution_id)
-            return
-        # Held unconditionally: the order may exist, so its margin is spent either way.
-        self._margin.reserve(execution_id, pre.margin_per_lot * lots, lambda _held: None)
-        self._held.add(execution_id)
+            log.warning(
+                "cannot reserve the margin of %s yet: no margin per lot", record.execution_id
+            )
+            return None
+        return pre.margin_per_lot * (record.intended_lots or 0.0)
 
     def _settled(self, execution_id: str) -> None:
         self._due.pop(execution_id, None)
@@ -277,7 +292,21 @@ class Reconciler:
 
     # --- one execution -----------------------------------------------------------------
 
-    def reconcile(self, record: ExecutionLog, claimed: set[int]) -> ExecutionLog | None:
+    def present(self, records: Iterable[ExecutionLog]) -> dict[str, int]:
+        """Client id -> ticket of our orders at the terminal since the oldest of `records`
+        was sent: one read instead of one history query per execution (start-up)."""
+        times = [r.submitted_at or r.created_at for r in records]
+        if not times:
+            return {}
+        found: dict[str, int] = self.ask("our_client_ids", min(times))
+        return found
+
+    def reconcile(
+        self,
+        record: ExecutionLog,
+        claimed: set[int],
+        present: Mapping[str, int] | None = None,
+    ) -> ExecutionLog | None:
         """Settle one execution; None when it must wait for the reconcile window."""
         if record.status is _S.PENDING and record.attempts == 0:
             return self._finish(
@@ -292,6 +321,15 @@ class Reconciler:
             raise ReconciliationError(f"{record.status} execution has no intended lots")
         # The trace first: whatever it proves about the terminal holds for the lookup after.
         trace: SendTrace = self.ask("send_trace", record.client_id)
+        if (
+            present is not None
+            and not record.order_id
+            and record.status is not _S.SUBMITTED
+            and record.client_id not in present
+        ):
+            # Not at the terminal by its client id. A broker-rewritten comment is looked
+            # for at the next lookup, in the background; this one could not prove absence.
+            return self._absent(record, trace)
         finding = self._find(record, lots, claimed)
         if finding is None:
             return self._absent(record, trace)

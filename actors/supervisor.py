@@ -238,11 +238,18 @@ class Supervisor:
         """
         self.children.start_all()
         persisted = self.repository.trading_state()
+        records = self.repository.non_final()
         with self._reconcile_lock:
+            try:
+                present = self.reconciler.present(r for r in records if r.attempts)
+            except ReconciliationError as exc:
+                log.warning("startup recovery looks up each execution: %s", exc)
+                present = None
             report = self.reconciler.run(
-                [r.execution_id for r in self.repository.non_final()],
+                [r.execution_id for r in records],
                 wait=False,
                 stop=self._stopping,
+                present=present,
             )
         self.last_recovery = report
         if report.examined:

@@ -193,7 +193,8 @@ def test_unknown_order_whose_comment_the_broker_rewrote_is_found_by_symbol_side_
 
     engine = make_engine()
 
-    record = engine.get_execution("e3")
+    # Start-up looks for client ids in one read; the fallback match runs in the background.
+    record = eventually(lambda: engine.get_execution("e3").is_final and engine.get_execution("e3"))
     assert record.status is S.FILLED
     assert record.order_id == result.order
 
