@@ -3,8 +3,9 @@
 NOT_SENT is concluded on evidence (`core.rules.reconcile`), but evidence rests on how the
 terminal and the bridge behave. So the recovery thread keeps checking: every `interval`
 seconds it reads once which client ids the terminal has orders for (our magic, over the
-last `lookback` seconds) and compares them with the executions REJECTED as NOT_SENT in that
-time. A match is a wrong settlement: it is corrected, never hidden. The order's real
+last `lookback` seconds) and compares them with the executions created in that time and
+REJECTED without an order (NOT_SENT above all, but also a send refused, retried out or halted). A match
+is a wrong settlement: it is corrected, never hidden. The order's real
 outcome is journaled as a RECONCILE_CORRECTION event (the previous status and reason in its
 payload), the projection takes the fill (or the order's rejection), the order is removed
 first if it is still working (nobody owns it), `ee_reconcile_corrections_total` counts it,
@@ -41,7 +42,7 @@ _VOLUME_EPS = 1e-9
 
 
 class LateAppearances:
-    """Finds and corrects executions settled NOT_SENT whose order appeared later."""
+    """Finds and corrects executions settled without an order whose order appeared later."""
 
     def __init__(
         self,
@@ -69,20 +70,23 @@ class LateAppearances:
     def check(self) -> list[ExecutionLog]:
         """One pass; returns the corrected executions."""
         since = self._clock.now() - timedelta(seconds=self._lookback)
-        settled = self._not_sent_since(since)
+        settled = self._settled_without_order(since)
         if not settled:
             return []
         present: dict[str, int] = self._ask("our_client_ids", since)
+        late = [(i, present[c]) for i, c in settled if c in present]
+        if not late:
+            return []
         claimed = self._claimed()
         corrected = []
-        for record in settled:
-            ticket = present.get(record.client_id)
-            if ticket is None:
+        for execution_id, ticket in late:
+            record = self._repository.get_execution(execution_id)
+            if record is None or record.order_id is not None:
                 continue
             if ticket in claimed:
                 log.critical(
-                    "order %s with client id %s of %s (settled NOT_SENT) is claimed by "
-                    "another execution: left for an operator",
+                    "order %s with client id %s of %s (settled without an order) is claimed "
+                    "by another execution: left for an operator",
                     ticket,
                     record.client_id,
                     record.execution_id,
@@ -92,21 +96,21 @@ class LateAppearances:
             claimed.add(ticket)
         return corrected
 
-    def _not_sent_since(self, since: Any) -> list[ExecutionLog]:
-        query = select(execution_logs.c.execution_id).where(
+    def _settled_without_order(self, since: Any) -> list[tuple[str, str]]:
+        """(execution id, client id) of the executions created since and REJECTED without
+        an order."""
+        query = select(execution_logs.c.execution_id, execution_logs.c.client_id).where(
             execution_logs.c.status == _S.REJECTED.value,
-            execution_logs.c.rejection_reason == _R.NOT_SENT.value,
-            execution_logs.c.updated_at >= since,
+            execution_logs.c.order_id.is_(None),
+            execution_logs.c.created_at >= since,  # indexed; the lookback is generous
         )
         try:
             with self._db.connect() as connection:
-                ids = [row[0] for row in connection.execute(query)]
+                return [(str(i), str(c)) for i, c in connection.execute(query)]
         except SQLAlchemyError as exc:
             raise PersistenceUnavailableError(
-                f"cannot list the executions settled NOT_SENT: {type(exc).__name__}"
+                f"cannot list the executions settled without an order: {type(exc).__name__}"
             ) from exc
-        records = (self._repository.get_execution(i) for i in ids)
-        return [r for r in records if r is not None]
 
     def _claimed(self) -> set[int]:
         query = select(execution_logs.c.order_id).where(execution_logs.c.order_id.is_not(None))
@@ -135,7 +139,7 @@ class LateAppearances:
                 status=_S.REJECTED,
                 rejection_reason=_R.CANCELLED if removed else _R.BROKER_REJECTED,
                 rejection_details=f"order {ticket} appeared after the execution was settled "
-                f"NOT_SENT; it closed with nothing filled (state {finding.state})",
+                f"without one; it closed with nothing filled (state {finding.state})",
             )
         corrected = record.evolve(updated_at=self._clock.now(), **changes)
         payload = {
