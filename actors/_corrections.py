@@ -4,8 +4,8 @@ NOT_SENT is concluded on evidence (`core.rules.reconcile`), but evidence rests o
 terminal and the bridge behave. So the recovery thread keeps checking: every `interval`
 seconds it reads once which client ids the terminal has orders for (our magic, over the
 last `lookback` seconds) and compares them with the executions created in that time and
-REJECTED without an order (NOT_SENT above all, but also a send refused, retried out or halted). A match
-is a wrong settlement: it is corrected, never hidden. The order's real
+REJECTED without an order (NOT_SENT above all, but also a send refused, retried out or
+halted). A match is a wrong settlement: it is corrected, never hidden. The order's real
 outcome is journaled as a RECONCILE_CORRECTION event (the previous status and reason in its
 payload), the projection takes the fill (or the order's rejection), the order is removed
 first if it is still working (nobody owns it), `ee_reconcile_corrections_total` counts it,
