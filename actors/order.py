@@ -50,6 +50,7 @@ from core.errors import PersistenceError, PersistenceUnavailableError, Reconcili
 from core.models import ExecutionLog, ExecutionRequest
 from core.rules import (
     Denied,
+    SendFate,
     absence_proven,
     backoff_seconds,
     deviation_points,
@@ -172,7 +173,6 @@ class OrderActor(FastInbox):
         """How long an ambiguous send's order has had to appear (from order_send's start)."""
         self._fate: str | None = None
         """What the last lookup that found nothing learned (journaled when it changes)."""
-        """About when submit() was called: the start of the submit-to-send latency."""
 
     # --- the doors ----------------------------------------------------------------------
 
@@ -657,7 +657,13 @@ class OrderActor(FastInbox):
                 {"waited_seconds": round(waited, 3), "send": trace.fate.value, "fenced": fenced},
                 reason=_R.NOT_SENT,
                 details=f"no order with client id {self._request.client_id} at the terminal "
-                f"{waited:.1f} s after order_send started (send {trace.fate.value})",
+                f"{waited:.1f} s after "
+                + (
+                    "it was first looked up"
+                    if trace.fate is SendFate.UNKNOWN
+                    else "order_send started"
+                )
+                + f" (send {trace.fate.value})",
             )
             return
         self._ticket = finding.ticket
