@@ -23,6 +23,7 @@ import pykka
 from actors._broker_cache import TickAges, WindowCache
 from actors._reply import FastInbox, Reply
 from actors._scheduler import Handle, Scheduler
+from actors._send_ledger import SendLedger
 from actors._shared import TradingSwitch
 from actors.messages import (
     Deal,
@@ -31,6 +32,7 @@ from actors.messages import (
     Preflight,
     Quote,
     SendOutcome,
+    SendTrace,
     SymbolSpec,
 )
 from actors.metrics import EngineMetrics
@@ -174,6 +176,8 @@ class BrokerActor(FastInbox):
         self._send_turn_queued = False
         self.calls: dict[str, int] = {}
         self.reconnects = 0
+        self._ledger = SendLedger()
+        """What became of each client id's send: reconciliation's evidence."""
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -510,6 +514,19 @@ class BrokerActor(FastInbox):
         return max(self._config.tick_window, self._config.send_quote_window)
 
     def _send(self, order_request: dict[str, Any]) -> SendOutcome:
+        client_id = order_request.get("comment")
+        seq = self._ledger.started(client_id, self._clock.monotonic())
+        outcome = self._send_call(order_request)
+        self._ledger.ended(
+            client_id,
+            seq,
+            self._clock.monotonic(),
+            answered=outcome.retcode is not None or outcome.last_error is not None,
+            definite=outcome.retcode is not None and outcome.klass is not RetcodeClass.AMBIGUOUS,
+        )
+        return outcome
+
+    def _send_call(self, order_request: dict[str, Any]) -> SendOutcome:
         try:
             result = self._call_raw("order_send", order_request)
         except Exception as exc:
@@ -650,6 +667,28 @@ class BrokerActor(FastInbox):
             return None
         return self.query_order(int(match.ticket), float(match.volume_initial))
 
+    def our_client_ids(self, since: datetime) -> dict[str, int]:
+        """Comment -> ticket of every order with our magic the terminal knows (working, or
+        in history since `since`): one look for late-appearing orders."""
+        magic = self._config.magic
+        active, _ = self._info("orders_get")
+        history, err = self._info(
+            "history_orders_get",
+            since - self._config.history_pad,
+            self._clock.now() + self._config.history_pad,
+        )
+        if history is None and err is not None and err[0] != 1:
+            raise ReconciliationError(f"history_orders_get failed: {err}")
+        return {
+            str(o.comment): int(o.ticket)
+            for o in (*(history or ()), *(active or ()))
+            if int(o.magic) == magic
+        }
+
+    def send_trace(self, client_id: str) -> SendTrace:
+        """What became of `client_id`'s send here, and the send fence (`SendLedger`)."""
+        return self._ledger.trace(client_id)
+
     def watch(self, ticket: int, volume: float, notify: pykka.ActorRef[Any]) -> None:
         """Report news about `ticket` to `notify` until it is done (FillUpdate messages)."""
         self._watches[int(ticket)] = _Watch(int(ticket), float(volume), notify)
@@ -672,6 +711,7 @@ class BrokerActor(FastInbox):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, SendRequest):
+            self._ledger.queued(message.request.client_id)
             self._sends.append(message)
             self._queue_send_turn()
             return None
@@ -704,12 +744,16 @@ class BrokerActor(FastInbox):
         if not self._sends:
             return
         queued = self._sends.popleft()
+        client_id = queued.request.client_id
         try:
             outcome = self.place_order(queued.request, not_after=queued.not_after)
         except Exception as exc:
             # As an ask would: the error goes to the caller, and the actor carries on.
+            self._ledger.not_started(client_id)  # unless it got as far as order_send
             queued.reply.set_exception(exc_info=(type(exc), exc, exc.__traceback__))
         else:
+            if not outcome.sent:
+                self._ledger.not_started(client_id)
             queued.reply.set(outcome)
         finally:
             self._queue_send_turn()
@@ -724,6 +768,7 @@ class BrokerActor(FastInbox):
         unsent = [*self._sends, *self._take_from_inbox(SendRequest)]
         self._sends.clear()
         for queued in unsent:
+            self._ledger.not_started(queued.request.client_id)
             error = pykka.ActorDeadError("the broker stopped before this order was sent")
             queued.reply.set_exception(exc_info=(type(error), error, None))
 

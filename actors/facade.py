@@ -4,7 +4,8 @@
 the confirmation, `submit()` returns a future. Idempotency is on the RPM decision id: a
 repeat returns the same execution and sends nothing; the same id with another payload is an
 `IdempotencyConflictError`. Reads go straight to storage. The actors' lifecycle, crash
-recovery (before any work is accepted) and the kill switch belong to `facade.supervisor`
+recovery (one pass at start, the rest in the background) and the kill switch belong to
+`facade.supervisor`
 (`actors.supervisor`); `halt`, `resume`, `trading_state` and `health` delegate to it.
 """
 
@@ -106,8 +107,10 @@ class ExecutionFacade:
         self.scheduler = Scheduler(self._clock.monotonic)
         self.margin = MarginBook()
         # The Supervisor owns the actors and the kill switch: it starts the Persistence and
-        # Broker actors, reconciles what a previous run left unfinished, and only then
-        # lets trading become ACTIVE (or keeps it HALTED). No work is accepted before.
+        # Broker actors, settles in one pass what a previous run left unfinished and can be
+        # settled now, then lets trading become ACTIVE (or keeps it HALTED). Executions that
+        # need more evidence are reconciled in the background, their margin held in
+        # `self.margin`, so new work is accepted within a second or two of start.
         self.supervisor = Supervisor(
             terminal=terminal,
             db=self._db,
@@ -117,6 +120,7 @@ class ExecutionFacade:
             clock=self._clock,
             scheduler=self.scheduler,
             metrics=self.metrics,
+            margin=self.margin,
         )
         self.switch = self.supervisor.switch
         self._order_config = self._make_order_config()

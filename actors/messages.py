@@ -16,6 +16,7 @@ import pykka
 from actors._reply import Reply
 from core.enums import RetcodeClass
 from core.models import RPMOutput
+from core.rules.reconcile import SendFate
 
 # --- records the BrokerActor returns -------------------------------------------------------
 
@@ -83,6 +84,25 @@ class SendOutcome:
     @property
     def sent(self) -> bool:
         return bool(self.request) and not self.halted
+
+
+@dataclass(frozen=True, slots=True)
+class SendTrace:
+    """One send as the BrokerActor saw it (`BrokerActor.send_trace`), for reconciliation.
+
+    seq counts order_sends of this BrokerActor as they start; `fence` is the highest seq
+    whose send came back with a definite answer from the terminal (a retcode that is not
+    ambiguous); `broker` names the BrokerActor incarnation the numbers belong to.
+    For an UNKNOWN fate `seq` is the last number given out: later sends have higher ones.
+    started_mono: engine monotonic time at which order_send actually started (not queued).
+    """
+
+    fate: SendFate
+    broker: int
+    fence: int
+    seq: int = 0
+    started_mono: float | None = None
+    ended_mono: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,6 +135,19 @@ class EngineMetrics:
             "When the last audit checkpoint was taken (Unix time).",
             registry=r,
         )
+        self.unknown_now = Gauge(
+            "ee_executions_unknown",
+            "Executions whose order's fate is not known yet (UNKNOWN, being reconciled); "
+            "their margin stays reserved.",
+            registry=r,
+        )
+        self.unknown_now.set_function(lambda: float(self.unknown_count()))
+        self.corrections = Counter(
+            "ee_reconcile_corrections",
+            "Executions settled without an order whose order later appeared at the terminal.",
+            registry=r,
+        )
+        self._unknown: set[str] = set()
         self._halted_fn: Callable[[], bool] = lambda: False
         self._in_flight_fn: Callable[[], int] = lambda: 0
         self._lock = threading.Lock()
@@ -200,6 +213,21 @@ class EngineMetrics:
         self.audit_checkpoint_sequence.set(sequence)
         self.audit_checkpoint_time.set(at_seconds)
 
+    def unknown(self, execution_id: str, unknown: bool) -> None:
+        """`execution_id` is now (or no longer) UNKNOWN and being reconciled."""
+        with self._lock:
+            if unknown:
+                self._unknown.add(execution_id)
+            else:
+                self._unknown.discard(execution_id)
+
+    def unknown_count(self) -> int:
+        with self._lock:
+            return len(self._unknown)
+
+    def corrected(self) -> None:
+        self.corrections.inc()
+
     def restarted(self, actor: str) -> None:
         self.restarts.labels(actor).inc()
 
@@ -251,6 +279,7 @@ class EngineMetrics:
             "latency_ms": {name: _latency_summary(values) for name, values in latencies.items()},
             "trading_halted": self._halted_fn(),
             "executions_in_flight": self._in_flight_fn(),
+            "executions_unknown": self.unknown_count(),
             "database_up": database_up,
         }
 

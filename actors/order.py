@@ -19,6 +19,7 @@ import pykka
 from actors._failures import InfrastructureFailure
 from actors._reply import FastInbox, Reply
 from actors._scheduler import Handle, Scheduler
+from actors._send_ledger import AbsenceClock
 from actors._shared import MarginBook, TradingSwitch
 from actors._threads import ReusedThreads
 from actors.broker import SendRequest
@@ -32,6 +33,7 @@ from actors.messages import (
     Preflight,
     Rewatch,
     SendOutcome,
+    SendTrace,
     SymbolSpec,
 )
 from actors.metrics import EngineMetrics
@@ -49,11 +51,14 @@ from core.errors import PersistenceError, PersistenceUnavailableError, Reconcili
 from core.models import ExecutionConfirmation, ExecutionLog, ExecutionRequest
 from core.rules import (
     Denied,
+    SendFate,
+    absence_proven,
     backoff_seconds,
     deviation_points,
     lots_to_units,
     margin_check,
     pip_size,
+    reconcile_backoff,
     retcode_name,
     slippage_pips,
     spread_pips,
@@ -82,8 +87,10 @@ class OrderConfig:
 
     max_slippage_pips: sets `deviation`, in points. order_timeout: seconds to wait for a fill.
     max_retries: re-sends after a clean (retryable) rejection. margin_cushion: 1.5 x margin.
-    max_spread_pips / max_tick_age: market-data checks. reconcile_window: how long an order
-    must stay absent after an ambiguous send before the execution is NOT_SENT.
+    max_spread_pips / max_tick_age: market-data checks. reconcile_window: how long after
+    order_send actually started an order must stay absent, with evidence that the terminal
+    processed past the send (`core.rules.reconcile`), before the execution is NOT_SENT.
+    reconcile_interval / reconcile_backoff_cap: first and longest pause between lookups.
     """
 
     engine_version: str
@@ -100,6 +107,7 @@ class OrderConfig:
     backoff_cap: float = 2.0
     reconcile_window: float = 30.0
     reconcile_interval: float = 0.25
+    reconcile_backoff_cap: float = 2.0
     ask_timeout: float = 30.0
 
 
@@ -160,6 +168,12 @@ class OrderActor(FastInbox):
         """Events written with the next commit (see `_write`)."""
         self._born = ctx.clock.monotonic()
         """About when submit() was called: the start of the submit-to-send latency."""
+        self._looks = 0
+        """Lookups of an ambiguous send so far (their back-off)."""
+        self._absence = AbsenceClock()
+        """How long an ambiguous send's order has had to appear (from order_send's start)."""
+        self._fate: str | None = None
+        """What the last lookup that found nothing learned (journaled when it changes)."""
 
     # --- the doors ----------------------------------------------------------------------
 
@@ -437,6 +451,7 @@ class OrderActor(FastInbox):
             self._on_retryable(outcome, payload)
         elif outcome.klass is RetcodeClass.AMBIGUOUS:
             self._transition(_S.UNKNOWN, "SEND_AMBIGUOUS", payload)
+            self._unknown(True)
             self._ticket = outcome.order or None
             self._next("reconcile")
         else:
@@ -510,6 +525,7 @@ class OrderActor(FastInbox):
             self._transition(
                 _S.SUBMITTED, "ORDER_FOUND", _finding_payload(finding), order_id=finding.ticket
             )
+            self._unknown(False)
         self._take(finding)
         if finding.filled_volume >= self._order_lots - _VOLUME_EPS:
             self._finalize_fills(finding.time_msc)
@@ -596,6 +612,9 @@ class OrderActor(FastInbox):
         assert self._request is not None
         assert self._log is not None
         try:
+            # The trace first: whatever it proves about the terminal holds for the lookup
+            # that follows it.
+            trace: SendTrace = self._ask_broker("send_trace", self._request.client_id)
             if self._ticket:
                 finding: OrderFinding | None = self._ask_broker(
                     "query_order", self._ticket, self._order_lots
@@ -612,21 +631,40 @@ class OrderActor(FastInbox):
                     since=self._log.submitted_at or self._log.created_at,
                 )
         except (_BrokerGoneError, pykka.Timeout, ReconciliationError) as exc:
-            self._journal("RECONCILE_DEFERRED", {"error": str(exc)})
-            self._later(self._cfg.reconcile_interval, "reconcile")
+            if self._fate != f"error: {exc}":
+                # Once per change, not per lookup: a terminal down for an hour must not
+                # write thousands of identical events.
+                self._fate = f"error: {exc}"
+                self._journal("RECONCILE_DEFERRED", {"error": str(exc)})
+            self._look_again()
             return
         if finding is None:
-            waited = self._ctx.clock.monotonic() - (self._sent_at or 0.0)
-            if waited < self._cfg.reconcile_window:
-                self._later(self._cfg.reconcile_interval, "reconcile")
+            waited, fenced = self._absence.measure(trace, self._ctx.clock.monotonic())
+            if not absence_proven(
+                trace.fate, waited=waited, window=self._cfg.reconcile_window, fenced=fenced
+            ):
+                if trace.fate != self._fate:
+                    # Once per change, not per lookup: the journal says why it still waits.
+                    self._fate = trace.fate
+                    self._journal(
+                        "RECONCILE_WAITING",
+                        {"send": trace.fate.value, "waited_seconds": round(waited, 3)},
+                    )
+                self._look_again()
                 return
             self._finish(
                 _S.REJECTED,
                 "RECONCILED_ABSENT",
-                {"waited_seconds": round(waited, 3)},
+                {"waited_seconds": round(waited, 3), "send": trace.fate.value, "fenced": fenced},
                 reason=_R.NOT_SENT,
                 details=f"no order with client id {self._request.client_id} at the terminal "
-                f"after {waited:.1f} s",
+                f"{waited:.1f} s after "
+                + (
+                    "it was first looked up"
+                    if trace.fate is SendFate.UNKNOWN
+                    else "order_send started"
+                )
+                + f" (send {trace.fate.value})",
             )
             return
         self._ticket = finding.ticket
@@ -635,9 +673,22 @@ class OrderActor(FastInbox):
             self._transition(
                 _S.SUBMITTED, "ORDER_FOUND", _finding_payload(finding), order_id=finding.ticket
             )
+            self._unknown(False)
             self._watch()
             return
         self._on_fill_update(finding)
+
+    def _look_again(self) -> None:
+        """Keep looking, with back-off and no end, until found or proven absent."""
+        self._looks += 1
+        delay = reconcile_backoff(
+            self._looks, self._cfg.reconcile_interval, self._cfg.reconcile_backoff_cap
+        )
+        self._later(delay, "reconcile")
+
+    def _unknown(self, unknown: bool) -> None:
+        if self._ctx.metrics is not None:
+            self._ctx.metrics.unknown(self._job.execution_id, unknown)
 
     # --- halt and cancel -----------------------------------------------------------------
 
@@ -781,6 +832,7 @@ class OrderActor(FastInbox):
 
     def _release(self) -> None:
         self._ctx.margin.release(self._job.execution_id)
+        self._unknown(False)
 
     # --- writing -------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Crash recovery: reconcile executions that are not final with the terminal.
 
-Run at start before any work is accepted, on `resume`, and for the executions of
-OrderActors that died. Nothing is ever resent: an execution's real outcome is looked up.
+Run at start (one pass, then in the background: see `Supervisor.start`), on `resume`, and
+for the executions of OrderActors that died. Nothing is ever resent: an execution's real
+outcome is looked up.
 
 Rules, for each execution that is not final:
 
@@ -17,10 +18,15 @@ Rules, for each execution that is not final:
 - Found and still open: it is REMOVED (TRADE_ACTION_REMOVE), not watched: after a crash
   nobody owns it, and a halted engine must not leave orders working. Then it settles on
   what filled before the removal (PARTIALLY_FILLED / FILLED), or REJECTED with CANCELLED.
-- Not found: once `reconcile_window` has passed since the execution's last state change
-  (the send came after it) it is provably absent: REJECTED with NOT_SENT. Before that the
-  execution waits. A SUBMITTED execution (the broker acknowledged its ticket) that the
-  terminal does not know is a reconciliation failure: the engine stays HALTED.
+- Not found: REJECTED with NOT_SENT only on evidence (`core.rules.reconcile`): the
+  BrokerActor's trace of the send (taken before the lookup) says it never started, or the
+  window has passed since order_send started and the terminal answered it or a later send
+  came back definite. A send of a previous run (the engine restarted) is measured from
+  this run's first lookup, not from the journal's time: the dead process may have sent it
+  long after its SUBMITTING was written. Until then the execution waits, UNKNOWN to the
+  RPM, its margin held (`MarginBook`), and is looked up again with back-off. A SUBMITTED
+  execution (the broker acknowledged its ticket) that the terminal does not know is a
+  reconciliation failure: the engine stays HALTED.
 
 Every change goes through the transition table (a missing intermediate state, e.g.
 SUBMITTING -> SUBMITTED before EXPIRED, is journaled as its own step) and is committed
@@ -41,13 +47,23 @@ import pykka
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from actors.messages import OrderFinding, SendOutcome, SymbolSpec
+from actors._send_ledger import AbsenceClock
+from actors._shared import MarginBook
+from actors.messages import OrderFinding, Preflight, SendOutcome, SendTrace, SymbolSpec
 from actors.persistence import write_and_wait
 from core.clock import Clock, utc_micros
 from core.enums import TRANSITIONS, ExecutionStatus, RejectionReason
 from core.errors import PersistenceUnavailableError, ReconciliationError
 from core.models import ExecutionLog
-from core.rules import lots_to_units, pip_size, retcode_name, slippage_pips
+from core.rules import (
+    SendFate,
+    absence_proven,
+    lots_to_units,
+    pip_size,
+    reconcile_backoff,
+    retcode_name,
+    slippage_pips,
+)
 from storage.repository import Repository
 from storage.schema import execution_logs
 from storage.writer import WriteOp
@@ -77,6 +93,9 @@ class RecoveryConfig:
     pip_overrides: Mapping[str, float] = field(default_factory=dict)
     recheck_interval: float = 0.05
     max_wait: float = 10.0
+    look_interval: float = 0.25
+    look_backoff_cap: float = 2.0
+    """First and longest pause between two lookups of one execution that waits."""
 
 
 @dataclass(slots=True)
@@ -134,6 +153,8 @@ class Reconciler:
         clock: Clock,
         config: RecoveryConfig,
         on_final: Callable[[ExecutionLog], None] | None = None,
+        margin: MarginBook | None = None,
+        on_unknown: Callable[[str, bool], None] | None = None,
     ) -> None:
         self._broker = broker
         self._persistence = persistence
@@ -142,6 +163,16 @@ class Reconciler:
         self._clock = clock
         self._config = config
         self._on_final = on_final
+        self._margin = margin
+        self._on_unknown = on_unknown
+        self._started = clock.now()
+        """This run's start: a send journaled before it belongs to a process that is gone."""
+        self._clocks: dict[str, AbsenceClock] = {}
+        """execution_id -> how long its order has had to appear (`AbsenceClock`)."""
+        self._due: dict[str, tuple[int, float]] = {}
+        """execution_id -> (lookups so far, monotonic time of the next one)."""
+        self._held: set[str] = set()
+        """Executions whose margin this reconciler reserved."""
 
     # --- the run -----------------------------------------------------------------------
 
@@ -151,12 +182,15 @@ class Reconciler:
         *,
         wait: bool,
         stop: threading.Event | None = None,
+        present: Mapping[str, int] | None = None,
     ) -> RecoveryReport:
         """Reconcile every listed execution that is still not final.
 
         With `wait`, executions inside the reconcile window are checked again until the
         window has passed (at most `max_wait` beyond it); without, they are reported as
         waiting. A failure is reported per execution; the others are still reconciled.
+        `present` (from `present`): the client ids the terminal has orders for; an execution
+        without a ticket whose client id is not among them skips its own lookup this time.
         """
         started = time.monotonic()
         report = RecoveryReport()
@@ -174,14 +208,19 @@ class Reconciler:
                 if execution_id not in seen:
                     seen.add(execution_id)
                     report.examined += 1
+                due = self._due.get(execution_id)
+                if due is not None and due[1] > time.monotonic():
+                    waiting.append(execution_id)  # looked up a moment ago: back-off
+                    continue
                 try:
-                    final = self.reconcile(record, claimed)
+                    final = self.reconcile(record, claimed, present)
                 except Exception as exc:
                     log.warning("reconciling %s failed: %s", execution_id, exc)
                     report.failures[execution_id] = f"{type(exc).__name__}: {exc}"
                     continue
                 if final is None:
                     waiting.append(execution_id)
+                    self._wait(record)
                 else:
                     report.resolved[execution_id] = final.status.value
             if not waiting or not wait or time.monotonic() >= deadline:
@@ -196,6 +235,51 @@ class Reconciler:
         report.seconds = time.monotonic() - started
         return report
 
+    def _wait(self, record: ExecutionLog) -> None:
+        """`record` is not settled yet: look again later, its exposure held meanwhile."""
+        execution_id = record.execution_id
+        looks = self._due.get(execution_id, (0, 0.0))[0] + 1
+        delay = reconcile_backoff(looks, self._config.look_interval, self._config.look_backoff_cap)
+        self._due[execution_id] = (looks, time.monotonic() + delay)
+        if self._on_unknown is not None:
+            self._on_unknown(execution_id, True)
+        if self._margin is None or execution_id in self._held or not record.intended_lots:
+            return
+        amount = self._margin_required(record)
+        if amount is None:
+            return
+        # Held unconditionally: the order may exist, so its margin is spent either way.
+        self._margin.reserve(execution_id, amount, lambda _held: None)
+        self._held.add(execution_id)
+
+    def _margin_required(self, record: ExecutionLog) -> float | None:
+        """The margin validation computed for it (journaled with VALIDATED), else asked."""
+        for event in reversed(self._repository.events_for(record.execution_id)):
+            required = event.payload.get("margin_required")
+            if isinstance(required, int | float):
+                return float(required)
+        try:
+            pre: Preflight = self.ask("preflight", record.symbol)
+        except ReconciliationError as exc:
+            log.warning("cannot reserve the margin of %s yet: %s", record.execution_id, exc)
+            return None
+        if pre.margin_per_lot is None:
+            log.warning(
+                "cannot reserve the margin of %s yet: no margin per lot", record.execution_id
+            )
+            return None
+        return pre.margin_per_lot * (record.intended_lots or 0.0)
+
+    def _settled(self, execution_id: str) -> None:
+        self._due.pop(execution_id, None)
+        self._clocks.pop(execution_id, None)
+        if execution_id in self._held:
+            self._held.discard(execution_id)
+            if self._margin is not None:
+                self._margin.release(execution_id)
+        if self._on_unknown is not None:
+            self._on_unknown(execution_id, False)
+
     def _claimed_tickets(self) -> set[int]:
         query = select(execution_logs.c.order_id).where(execution_logs.c.order_id.is_not(None))
         try:
@@ -208,7 +292,21 @@ class Reconciler:
 
     # --- one execution -----------------------------------------------------------------
 
-    def reconcile(self, record: ExecutionLog, claimed: set[int]) -> ExecutionLog | None:
+    def present(self, records: Iterable[ExecutionLog]) -> dict[str, int]:
+        """Client id -> ticket of our orders at the terminal since the oldest of `records`
+        was sent: one read instead of one history query per execution (start-up)."""
+        times = [r.submitted_at or r.created_at for r in records]
+        if not times:
+            return {}
+        found: dict[str, int] = self.ask("our_client_ids", min(times))
+        return found
+
+    def reconcile(
+        self,
+        record: ExecutionLog,
+        claimed: set[int],
+        present: Mapping[str, int] | None = None,
+    ) -> ExecutionLog | None:
         """Settle one execution; None when it must wait for the reconcile window."""
         if record.status is _S.PENDING and record.attempts == 0:
             return self._finish(
@@ -221,9 +319,20 @@ class Reconciler:
         lots = record.intended_lots
         if lots is None:
             raise ReconciliationError(f"{record.status} execution has no intended lots")
+        # The trace first: whatever it proves about the terminal holds for the lookup after.
+        trace: SendTrace = self.ask("send_trace", record.client_id)
+        if (
+            present is not None
+            and not record.order_id
+            and record.status is not _S.SUBMITTED
+            and record.client_id not in present
+        ):
+            # Not at the terminal by its client id. A broker-rewritten comment is looked
+            # for at the next lookup, in the background; this one could not prove absence.
+            return self._absent(record, trace)
         finding = self._find(record, lots, claimed)
         if finding is None:
-            return self._absent(record)
+            return self._absent(record, trace)
         claimed.add(finding.ticket)
         self._journal(record, "RECOVERED_FOUND", _finding_payload(finding))
         removed = False
@@ -234,10 +343,10 @@ class Reconciler:
 
     def _find(self, record: ExecutionLog, lots: float, claimed: set[int]) -> OrderFinding | None:
         if record.order_id:
-            by_ticket: OrderFinding = self._ask("query_order", record.order_id, lots)
+            by_ticket: OrderFinding = self.ask("query_order", record.order_id, lots)
             if by_ticket.found:
                 return by_ticket
-        found: OrderFinding | None = self._ask(
+        found: OrderFinding | None = self.ask(
             "find_order",
             client_id=record.client_id,
             symbol=record.symbol,
@@ -248,26 +357,36 @@ class Reconciler:
         )
         return found
 
-    def _absent(self, record: ExecutionLog) -> ExecutionLog | None:
+    def _absent(self, record: ExecutionLog, trace: SendTrace) -> ExecutionLog | None:
         if record.status is _S.SUBMITTED:
             raise ReconciliationError(
                 f"order {record.order_id} was accepted by the broker but the terminal "
                 "does not know it"
             )
-        waited = (self._clock.now() - record.updated_at).total_seconds()
-        if waited < self._config.reconcile_window:
+        clock = self._clocks.setdefault(record.execution_id, AbsenceClock())
+        # A previous run's send: the process that sent it is gone, so nothing of it is
+        # still on its way from this engine; the window covers the terminal's own work.
+        waited, fenced = clock.measure(
+            trace, time.monotonic(), sender_gone=record.updated_at < self._started
+        )
+        if not absence_proven(
+            trace.fate, waited=waited, window=self._config.reconcile_window, fenced=fenced
+        ):
             return None
         return self._finish(
             record,
             _S.REJECTED,
-            {"waited_seconds": round(waited, 3)},
+            {"waited_seconds": round(waited, 3), "send": trace.fate.value, "fenced": fenced},
             reason=_R.NOT_SENT,
             details=f"no order with client id {record.client_id} at the terminal "
-            f"{waited:.1f} s after the last send (crash recovery)",
+            f"{waited:.1f} s after it was first looked up (crash recovery)"
+            if trace.fate is SendFate.UNKNOWN
+            else f"no order with client id {record.client_id} at the terminal "
+            f"{waited:.1f} s after order_send started (crash recovery)",
         )
 
     def _remove(self, record: ExecutionLog, finding: OrderFinding, lots: float) -> OrderFinding:
-        outcome: SendOutcome = self._ask("remove_order", finding.ticket)
+        outcome: SendOutcome = self.ask("remove_order", finding.ticket)
         self._journal(
             record,
             "ORDER_REMOVE_REQUESTED",
@@ -279,7 +398,7 @@ class Reconciler:
                 "by": "recovery",
             },
         )
-        after: OrderFinding = self._ask("query_order", finding.ticket, lots)
+        after: OrderFinding = self.ask("query_order", finding.ticket, lots)
         if after.open:
             raise ReconciliationError(
                 f"order {finding.ticket} is still open after TRADE_ACTION_REMOVE "
@@ -325,7 +444,7 @@ class Reconciler:
     def _filled(
         self, record: ExecutionLog, finding: OrderFinding, lots: float, removed: bool
     ) -> ExecutionLog:
-        spec: SymbolSpec | None = self._ask("symbol_spec", record.symbol)
+        spec: SymbolSpec | None = self.ask("symbol_spec", record.symbol)
         if spec is None:
             raise ReconciliationError(f"symbol {record.symbol} is unknown to the terminal")
         filled = round(finding.filled_volume, 8)
@@ -393,6 +512,7 @@ class Reconciler:
             rejection_details=details,
             **changes,
         )
+        self._settled(record.execution_id)
         if self._on_final is not None:
             self._on_final(final)
         return final
@@ -431,7 +551,7 @@ class Reconciler:
         )
         write_and_wait(self._persistence(), [op], self._config.ask_timeout)
 
-    def _ask(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    def ask(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
             return getattr(self._broker(), method)(*args, **kwargs).get(
                 timeout=self._config.ask_timeout

@@ -1,8 +1,10 @@
 """Supervisor: starts, watches and restarts the actors, and owns the kill switch.
 
 Pykka has no supervision of its own, so this module builds it. The Supervisor starts the
-PersistenceActor, then the BrokerActor, reconciles every execution that is not final
-(`actors.recovery`), and only then lets trading become ACTIVE. A watcher thread then
+PersistenceActor, then the BrokerActor, makes one reconciliation pass over every execution
+that is not final (`actors.recovery`), and then lets trading become ACTIVE: executions
+that must wait for evidence (an order not found yet) are reconciled in the background with
+their margin held, so a restart does not wait out reconcile windows. A watcher thread then
 sees every way a Pykka actor can die:
 
 - a `tell` that raised: Pykka calls `on_failure`, which the supervised actor reports;
@@ -45,10 +47,12 @@ from sqlalchemy import Engine
 
 from actors._checkpoints import AuditCheckpointer
 from actors._children import Child, Children, ChildState, RestartWindow
+from actors._corrections import LateAppearances
 from actors._failures import is_own_failure
 from actors._kill_switch import KillSwitch
 from actors._order_registry import OrderRegistry
 from actors._scheduler import Scheduler
+from actors._shared import MarginBook
 from actors._supervised import (
     ChildHooks,
     FaultPlan,
@@ -90,6 +94,8 @@ class SupervisorConfig:
     tick: the watcher's pass period (a reported death wakes it at once).
     ask_timeout: commits and broker asks made by the Supervisor itself.
     recovery_interval: pass period of the thread that reconciles orphan executions.
+    late_interval / late_lookback: how often, and how far back, the recovery thread checks
+        that no execution settled NOT_SENT has an order at the terminal after all.
     """
 
     restart_intensity: int = 5
@@ -100,6 +106,8 @@ class SupervisorConfig:
     tick: float = 0.05
     ask_timeout: float = 30.0
     recovery_interval: float = 0.1
+    late_interval: float = 10.0
+    late_lookback: float = 3600.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SupervisorConfig:
@@ -111,6 +119,7 @@ class SupervisorConfig:
             disconnect_halt_after=settings.disconnect_halt_seconds,
             ask_timeout=settings.ask_timeout_seconds,
             recovery_interval=min(0.25, settings.reconcile_window_seconds / 3),
+            late_interval=min(10.0, max(1.0, settings.reconcile_window_seconds)),
         )
 
     @property
@@ -133,6 +142,7 @@ class Supervisor:
         scheduler: Scheduler,
         metrics: EngineMetrics | None = None,
         config: SupervisorConfig | None = None,
+        margin: MarginBook | None = None,
     ) -> None:
         self.terminal = terminal
         self.db = db
@@ -205,7 +215,21 @@ class Supervisor:
                 pip_overrides=dict(settings.pip_size_overrides),
             ),
             on_final=metrics.execution_final if metrics is not None else None,
+            margin=margin,
+            on_unknown=metrics.unknown if metrics is not None else None,
         )
+        self.late = LateAppearances(
+            self.reconciler.ask,
+            self.persistence_ref,
+            repository,
+            db,
+            clock,
+            lookback=cfg.late_lookback,
+            ask_timeout=settings.ask_timeout_seconds,
+            pip_overrides=dict(settings.pip_size_overrides),
+            on_correction=metrics.corrected if metrics is not None else None,
+        )
+        self._late_due = 0.0
 
     @property
     def total_restarts(self) -> int:
@@ -214,25 +238,38 @@ class Supervisor:
     # --- start ----------------------------------------------------------------------------
 
     def start(self) -> RecoveryReport:
-        """Start the children in order, reconcile, set the trading state, then watch.
+        """Start the children in order, reconcile once, set the trading state, then watch.
 
-        Returns the startup recovery report. Trading is ACTIVE afterwards only when
-        reconciliation succeeded and the persisted state was not HALTED.
+        Returns the report of the startup pass. What it settled is settled; executions whose
+        order it did not find and cannot yet prove absent are left to the recovery thread
+        (UNKNOWN to the RPM, their margin held, each settled once), so the engine takes new
+        work at once instead of waiting out their reconcile windows. Trading is ACTIVE
+        afterwards only when no reconciliation failed (the terminal answered, no broker-
+        acknowledged order is missing) and the persisted state was not HALTED.
         """
         check_audit_key(self.db, self.audit_key)
         self.children.start_all()
         self.checkpoints.start()
         persisted = self.repository.trading_state()
+        records = self.repository.non_final()
         with self._reconcile_lock:
+            try:
+                present = self.reconciler.present(r for r in records if r.attempts)
+            except ReconciliationError as exc:
+                log.warning("startup recovery looks up each execution: %s", exc)
+                present = None
             report = self.reconciler.run(
-                [r.execution_id for r in self.repository.non_final()],
-                wait=True,
+                [r.execution_id for r in records],
+                wait=False,
                 stop=self._stopping,
+                present=present,
             )
         self.last_recovery = report
         if report.examined:
             log.info("startup recovery: %s", report.summary())
-        if not report.ok:
+        if report.waiting:
+            self.orders.adopt(report.waiting)  # the recovery thread looks again, with back-off
+        if report.failures:
             self.halt(f"reconciliation failed at start: {report.error()}", SUPERVISOR)
         elif persisted is not None and persisted.state == TradingState.HALTED.value:
             self.kill_switch.restore(True, persisted.reason)
@@ -416,6 +453,7 @@ class Supervisor:
             try:
                 self._flush_pending()
                 self._recover_orphans()
+                self._check_late()
             except (PersistenceError, ReconciliationError, pykka.ActorDeadError) as exc:
                 log.warning("recovery pass deferred: %s", exc)
             except Exception:
@@ -444,6 +482,14 @@ class Supervisor:
         self.orders.settled(set(orphans) - set(report.waiting) - set(report.failures))
         if report.resolved:
             log.info("recovered orphan executions: %s", report.summary())
+
+    def _check_late(self) -> None:
+        now = time.monotonic()
+        if now < self._late_due or not self.children.alive():
+            return
+        self._late_due = now + self.config.late_interval
+        with self._reconcile_lock:
+            self.late.check()
 
     def reconcile_all(self) -> None:
         """Queue every execution that is not final and has no live OrderActor."""
@@ -483,7 +529,8 @@ class Supervisor:
 
     def resume(self, by: str, reason: str = "resumed") -> RecoveryReport:
         """Trade again, only once the children are up, the terminal is connected, and a
-        reconciliation of every execution without a live OrderActor succeeded: raises
+        reconciliation pass over every execution without a live OrderActor met no failure
+        (those still waiting for evidence go on in the background, as at start): raises
         `ReconciliationError` otherwise (or `PersistenceError`), and trading stays HALTED."""
         with self._state_lock:
             revived = self.children.revive()
@@ -497,10 +544,13 @@ class Supervisor:
                 if not self.is_live(r.execution_id)
             ]
             with self._reconcile_lock:
-                report = self.reconciler.run(ids, wait=True, stop=self._stopping)
-            if not report.ok:
+                report = self.reconciler.run(ids, wait=False, stop=self._stopping)
+            if report.failures:
                 raise ReconciliationError(f"not resumed: reconciliation failed: {report.error()}")
-            self.orders.settled(ids)
+            # As at start: executions still waiting for evidence are reconciled in the
+            # background (their margin held); trading does not wait for their windows.
+            self.orders.settled(set(ids) - set(report.waiting))
+            self.orders.adopt(report.waiting)
             self._journal_error = None
             self._disconnected_since = None
             self.kill_switch.release(reason, by)

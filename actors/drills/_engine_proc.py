@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,6 +22,7 @@ from actors.drills._harness import trade
 from actors.facade import create_execution_engine
 
 _out = threading.Lock()
+_SETTLE_TIMEOUT = 60.0
 
 
 def _emit(line: str) -> None:
@@ -50,6 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
             list(pool.map(one, range(args.executions)))
+        # What the previous run left is reconciled in the background: let it finish
+        # before the drill compares the journal with the terminal.
+        idle = threading.Event()
+        deadline = time.monotonic() + _SETTLE_TIMEOUT
+        while engine.repository.non_final() and time.monotonic() < deadline:
+            idle.wait(0.05)
     _emit("DONE")
     return 0
 

@@ -201,7 +201,7 @@ def run_engine_kill(
         try:
             ready: dict[str, Any] = {}
             _until(second, lambda _, line: line.startswith("READY") and _mark(ready, line))
-            _until(second, lambda _, line: line == "DONE")
+            _until(second, lambda _, line: _first_fill(ready, line) or line == "DONE")
             if second.popen.wait(30) != 0:
                 raise second.failure(f"exited with {second.popen.returncode}")
         finally:
@@ -223,6 +223,9 @@ def run_engine_kill(
         audit=audit,
         recovery_seconds=recovered_at - killed_at,
         extra={
+            "first_fill_seconds": round(ready["filled_at"] - killed_at, 3)
+            if "filled_at" in ready
+            else None,
             "seed": seed,
             "killed_after_answers": answered,
             "kill_point": kill_after,
@@ -237,6 +240,13 @@ def _mark(ready: dict[str, Any], line: str) -> bool:
     ready["at"] = time.monotonic()
     ready["recovery"] = json.loads(line.removeprefix("READY").strip() or "{}")
     return True
+
+
+def _first_fill(ready: dict[str, Any], line: str) -> bool:
+    """Note when the restarted engine's first execution filled (never ends the wait)."""
+    if "filled_at" not in ready and line.startswith("FINAL") and line.endswith("FILLED"):
+        ready["filled_at"] = time.monotonic()
+    return False
 
 
 def _until(process: _Process, done: Callable[[int, str], bool]) -> int:

@@ -27,6 +27,7 @@ from core.rules.filling import (
 )
 from core.rules.margin import margin_check, required_margin
 from core.rules.prices import deviation_points, pip_size, slippage_pips, spread_pips, vwap
+from core.rules.reconcile import SendFate, absence_proven, reconcile_backoff
 from core.rules.retcodes import (
     LAST_ERROR_NAMES,
     RETCODE_NAMES,
@@ -72,6 +73,8 @@ __all__ = [
     "TRADE_RETCODE_TOO_MANY_REQUESTS",
     "VOLUME_STEP_TOLERANCE",
     "Denied",
+    "SendFate",
+    "absence_proven",
     "backoff_seconds",
     "choose_filling",
     "classify_last_error",
@@ -82,6 +85,7 @@ __all__ = [
     "make_client_id",
     "margin_check",
     "pip_size",
+    "reconcile_backoff",
     "required_margin",
     "retcode_name",
     "slippage_pips",

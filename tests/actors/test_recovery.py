@@ -1,8 +1,10 @@
 """Startup recovery: what a crashed engine left unfinished is reconciled with the terminal
-before any work is accepted, through the transition table, journaled, never resent."""
+(one pass at start, the rest in the background), through the transition table, journaled,
+never resent, each execution settled once."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from actors.recovery import _path
 from core.clock import utc_micros
 from core.enums import ExecutionStatus, RejectionReason
 from core.errors import ReconciliationError
-from core.models import ExecutionLog
+from core.models import ExecutionLog, RPMOutput
 from core.rules import choose_filling, make_client_id
 from storage.db import create_db_engine
 from storage.journal import verify_chain
@@ -22,6 +24,7 @@ from storage.migrate import upgrade
 from storage.writer import JournalWriter, WriteOp, replay_projection
 from terminals.simulated import SimulatedTerminal
 from tests.actors.conftest import EngineFactory, rpm
+from tests.helpers import eventually
 
 S = ExecutionStatus
 R = RejectionReason
@@ -44,11 +47,15 @@ def seed(
     direction: int = 1,
     order_id: int | None = None,
     intended_price: float | None = None,
+    decision: dict[str, Any] | None = None,
 ) -> ExecutionLog:
     """Store an execution that went through `path` (after PENDING) and then the engine died."""
     upgrade(url)
     db = create_db_engine(url)
     at = datetime.now(UTC) - timedelta(seconds=ago)
+    fingerprint = "0" * 64
+    if decision is not None:
+        _, fingerprint = RPMOutput.model_validate(decision).payload_and_fingerprint()
     record = ExecutionLog(
         execution_id=execution_id,
         request_id=f"req_{execution_id}",
@@ -61,7 +68,7 @@ def seed(
         intended_price=intended_price,
         magic=MAGIC,
         engine_version="test",
-        rpm_fingerprint="0" * 64,
+        rpm_fingerprint=fingerprint,
         rpm_payload={},
         created_at=at,
         updated_at=at,
@@ -186,7 +193,8 @@ def test_unknown_order_whose_comment_the_broker_rewrote_is_found_by_symbol_side_
 
     engine = make_engine()
 
-    record = engine.get_execution("e3")
+    # Start-up looks for client ids in one read; the fallback match runs in the background.
+    record = eventually(lambda: engine.get_execution("e3").is_final and engine.get_execution("e3"))
     assert record.status is S.FILLED
     assert record.order_id == result.order
 
@@ -254,7 +262,9 @@ def test_submitting_absent_after_the_window_is_not_sent(
 
     engine = make_engine()
 
-    record = engine.get_execution("e7")
+    # The dead process may have sent it just before it died: the window runs from this
+    # run's first lookup, in the background.
+    record = eventually(lambda: engine.get_execution("e7").is_final and engine.get_execution("e7"))
     assert (record.status, record.rejection_reason) == (S.REJECTED, R.NOT_SENT)
     assert events(engine, "e7")[-1] == "RECOVERED_REJECTED"
     assert deal_requests(sim) == 0
@@ -267,7 +277,7 @@ def test_submitting_absent_inside_the_window_waits_for_it_before_not_sent(
 
     engine = make_engine(reconcile_window_seconds=0.5)
 
-    record = engine.get_execution("e8")
+    record = eventually(lambda: engine.get_execution("e8").is_final and engine.get_execution("e8"))
     assert (record.status, record.rejection_reason) == (S.REJECTED, R.NOT_SENT)
     # Declared absent only once the window had passed since the last send.
     assert record.updated_at - seeded.updated_at >= timedelta(seconds=0.5)
@@ -297,3 +307,46 @@ def test_reconciliation_failure_at_start_leaves_the_engine_halted(
     with pytest.raises(ReconciliationError):
         engine.resume(by="ops")
     assert engine.switch.halted
+
+
+# --- start-up does not wait for reconcile windows (issue 11, item 11) ------------------------
+
+
+def test_restart_takes_new_work_while_absent_orders_are_still_reconciled(
+    url: str, make_engine: EngineFactory, sim: SimulatedTerminal
+) -> None:
+    """kill -9 under load left SUBMITTING executions whose orders the terminal never got;
+    the restart used to wait out their reconcile window (25-30 s) before taking work."""
+    window = 3.0
+    left = {f"k{i}": rpm(f"dec_k{i}", units=10_000) for i in range(3)}
+    for execution_id, decision in left.items():
+        seed(url, execution_id, [S.SUBMITTING], ago=0.0, decision=decision)
+
+    started = time.monotonic()
+    engine = make_engine(reconcile_window_seconds=window)
+    assert time.monotonic() - started < 2.0  # no reconcile window waited out
+
+    # The old ones are UNKNOWN (being reconciled), their margin held, when new work fills.
+    assert {engine.get_execution(e).status for e in left} <= {S.SUBMITTING, S.UNKNOWN}
+    assert engine.margin.held() > 0
+    assert engine.metrics.unknown_count() == len(left)
+    fresh = engine.execute(rpm("dec_new"))
+    assert fresh.status is S.FILLED
+    assert time.monotonic() - started < window
+    # A same-decision resubmit of one being reconciled is that execution: nothing is sent.
+    again = engine.execute(left["k0"])
+    assert again.execution_id == "k0"
+    assert again.status in (S.SUBMITTING, S.UNKNOWN)
+    assert not engine.get_execution("k0").is_final
+
+    for execution_id in left:
+        record = eventually(
+            lambda e=execution_id: engine.get_execution(e).is_final and engine.get_execution(e),
+            timeout=window + 10,
+        )
+        assert (record.status, record.rejection_reason) == (S.REJECTED, R.NOT_SENT)
+        assert events(engine, execution_id).count("RECOVERED_REJECTED") == 1  # settled once
+    assert deal_requests(sim) == 1  # only the new execution's order was ever sent
+    assert eventually(lambda: engine.margin.held() == 0 and engine.metrics.unknown_count() == 0)
+    assert not engine.switch.halted
+    assert_audit_holds(engine)

@@ -25,6 +25,8 @@ from core.rules import (
     SYMBOL_TRADE_EXECUTION_MARKET,
     SYMBOL_TRADE_EXECUTION_REQUEST,
     Denied,
+    SendFate,
+    absence_proven,
     backoff_seconds,
     choose_filling,
     classify_last_error,
@@ -35,6 +37,7 @@ from core.rules import (
     make_client_id,
     margin_check,
     pip_size,
+    reconcile_backoff,
     required_margin,
     retcode_name,
     slippage_pips,
@@ -750,3 +753,37 @@ def test_vwap_takes_any_iterable() -> None:
 def test_vwap_rejects_nonsense(fills: list[tuple[float, float]]) -> None:
     with pytest.raises(ValueError, match="fills"):
         vwap(fills)
+
+
+# --- reconcile: absence only on evidence (issue 11, item 1) --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fate", "waited", "fenced", "proven"),
+    [
+        (SendFate.NOT_STARTED, 0.0, False, True),  # nothing reached order_send
+        (SendFate.QUEUED, 99.0, True, False),  # still in the broker's line
+        (SendFate.STARTED, 99.0, True, False),  # order_send is running now
+        (SendFate.ANSWERED, 0.9, True, False),  # the window runs from order_send's start
+        (SendFate.ANSWERED, 1.0, False, True),  # the terminal answered the call itself
+        (SendFate.CUT, 99.0, False, False),  # the call raised: the terminal may go on
+        (SendFate.CUT, 1.0, True, True),  # ...until a later send came back definite
+        (SendFate.UNKNOWN, 99.0, False, False),  # another broker took it
+        (SendFate.UNKNOWN, 1.0, True, True),
+    ],
+)
+def test_absence_is_proven_only_on_evidence(
+    fate: SendFate, waited: float, fenced: bool, proven: bool
+) -> None:
+    assert absence_proven(fate, waited=waited, window=1.0, fenced=fenced) is proven
+
+
+def test_reconcile_backoff_grows_to_its_cap() -> None:
+    assert [reconcile_backoff(n, 0.25, 2.0) for n in (1, 2, 3, 4, 5, 50)] == [
+        0.25,
+        0.5,
+        1.0,
+        2.0,
+        2.0,
+        2.0,
+    ]
