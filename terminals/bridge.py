@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from rpyc.utils import classic
+from rpyc.core.service import ClassicService
+from rpyc.core.stream import SocketStream
+from rpyc.utils import classic, factory
 
 from terminals import constants, types
 
@@ -133,7 +136,13 @@ def _literal(value: Any) -> str:
 
 class RpycTerminal:
     """The MetaTrader5 API over rpyc. Thread-safe by a lock, though the engine's BrokerActor
-    already serializes every call."""
+    already serializes every call.
+
+    `timeout` bounds each call whole: the TCP connect, rpyc's handshake and the server
+    helpers' installation when the link must be (re)made, and the request itself. rpyc's
+    own `classic.connect` would spend up to 3 s x 6 attempts on the TCP connect and its
+    default 30 s on the handshake (its config applies only after it), whatever the timeout.
+    """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 18812, timeout: float = 300.0) -> None:
         self.host = host
@@ -145,14 +154,33 @@ class RpycTerminal:
             if name.isupper():
                 setattr(self, name, getattr(constants, name))
 
+    def describe(self) -> str:
+        """Where the terminal is, for messages: "the terminal at rpyc://host:port"."""
+        return f"the terminal at rpyc://{self.host}:{self.port}"
+
     # --- connection ---------------------------------------------------------------------
 
-    def _connection(self) -> Any:
+    def _connection(self, deadline: float) -> Any:
         if self._conn is None or self._conn.closed:
-            conn = classic.connect(self.host, self.port)
-            # initialize() can take a minute on a real terminal (mt5-api.md §8).
-            conn._config["sync_request_timeout"] = self.timeout
-            conn.execute(_SERVER_HELPERS)
+            stream = SocketStream.connect(
+                self.host, self.port, timeout=_left(deadline), attempts=1, nodelay=True
+            )
+            try:
+                # The config is the connection's from its first request on: the handshake
+                # (`conn.root` in the service's on_connect) waits no longer than the rest.
+                conn = factory.connect_stream(
+                    stream, ClassicService, config={"sync_request_timeout": _left(deadline)}
+                )
+            except BaseException:
+                stream.close()
+                raise
+            try:
+                conn._config["sync_request_timeout"] = _left(deadline)
+                conn.execute(_SERVER_HELPERS)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    conn.close()
+                raise
             self._conn = conn
         return self._conn
 
@@ -163,15 +191,23 @@ class RpycTerminal:
             self._conn = None
 
     def _eval(self, expression: str) -> Any:
+        deadline = time.monotonic() + self.timeout
         with self._lock:
-            conn = self._connection()
+            conn = None
             try:
+                conn = self._connection(deadline)
+                # initialize() can take a minute on a real terminal (mt5-api.md §8): the
+                # timeout is the operator's, for the whole call.
+                conn._config["sync_request_timeout"] = _left(deadline)
                 return classic.obtain(conn.eval(expression))
             except (EOFError, ConnectionError, OSError):
-                # The link is gone: the next call reconnects. The caller sees the failure
-                # (an order_send that met it is ambiguous and is never replayed here).
-                with contextlib.suppress(Exception):
-                    conn.close()  # release the socket of the dead link
+                # The link is gone or timed out (rpyc's timeout is a TimeoutError, an
+                # OSError): the next call reconnects, never reading a late answer meant for
+                # this one. The caller sees the failure (an order_send that met it is
+                # ambiguous and is never replayed here).
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()  # release the socket of the dead link
                 self._conn = None
                 raise
 
@@ -202,6 +238,15 @@ class RpycTerminal:
         except (EOFError, ConnectionError, OSError):
             return (-10004, "No IPC connection")
         return int(code), str(text)
+
+
+def _left(deadline: float) -> float:
+    """Seconds left until `deadline`; a timeout error once none are (never 0: that would
+    make a socket non-blocking, and rpyc's wait return at once without a verdict)."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the rpyc timeout passed before the call could be made")
+    return left
 
 
 def connect_rpyc(host: str, port: int) -> Any:

@@ -9,9 +9,11 @@ teardown terminates it (then kills it after a bounded wait).
 from __future__ import annotations
 
 import queue
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -242,6 +244,29 @@ def test_a_dead_server_is_an_ipc_error_not_a_crash(serve: Serve) -> None:
         bridge.symbol_info("EURUSD")
     assert bridge.initialize() is False
     assert bridge.last_error() == (-10004, "No IPC connection")
+
+
+def test_the_timeout_bounds_connect_handshake_and_every_call() -> None:
+    """A server that accepts and never answers (a frozen terminal: the kernel completes the
+    TCP handshake from the listen backlog): each call, and each reconnect, fails within the
+    timeout. rpyc's own classic.connect waited its default 30 s in the handshake."""
+    timeout = 0.5
+    with socket.create_server(("127.0.0.1", 0)) as frozen:
+        bridge = RpycTerminal(port=frozen.getsockname()[1], timeout=timeout)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            bridge.symbol_info("EURUSD")
+        took = [time.monotonic() - started]
+        for call, answer in (
+            (bridge.initialize, False),
+            (bridge.last_error, (-10004, "No IPC connection")),
+        ):
+            started = time.monotonic()
+            assert call() == answer
+            took.append(time.monotonic() - started)
+        bridge.close()
+
+    assert all(timeout * 0.9 <= t < timeout + 0.4 for t in took), took
 
 
 # --- the BrokerActor over the bridge -------------------------------------------------------
