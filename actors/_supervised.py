@@ -17,7 +17,7 @@ from typing import Any
 import pykka
 from sqlalchemy import Engine
 
-from actors.broker import BrokerActor
+from actors.broker import BrokerActor, TerminalClosedError
 from actors.messages import Heartbeat, InjectFault, Write
 from actors.order import OrderActor
 from actors.persistence import PersistenceActor
@@ -33,7 +33,7 @@ class InjectedCrash(Exception):  # noqa: N818 - a fault, named for what it does
     """A crash a drill or a test injected on purpose."""
 
 
-class FencedError(Exception):
+class FencedError(TerminalClosedError):
     """This BrokerActor was replaced by a restart: it must not touch the terminal again."""
 
 
@@ -85,6 +85,17 @@ class ChildHooks:
         self.fenced = threading.Event()
         self._report = report
         self._reported = False
+        self._on_fence: list[Callable[[str], None]] = []
+
+    def on_fence(self, callback: Callable[[str], None]) -> None:
+        """`callback(why)` runs on the Supervisor's thread when this incarnation is fenced."""
+        self._on_fence.append(callback)
+
+    def fence(self, why: str) -> None:
+        """Replaced while hung: it may wake up later, but never acts again."""
+        self.fenced.set()
+        for callback in self._on_fence:
+            callback(why)
 
     def died(self, how: str, exc: BaseException | None) -> None:
         if not self._reported:
@@ -134,6 +145,16 @@ class SupervisedBroker(_Watched, BrokerActor):
     def __init__(self, hooks: ChildHooks, *args: Any, **kwargs: Any) -> None:
         self._hooks = hooks
         super().__init__(*args, **kwargs)
+        hooks.on_fence(self._fenced)
+
+    def _fenced(self, why: str) -> None:
+        # On the Supervisor's thread, while this actor's may still be stuck in a terminal
+        # call: the sends behind that call are answered now, not when (if) it returns, and
+        # NOT_SENT, since none of them reached order_send.
+        self.close_line(
+            f"not sent: the broker was replaced ({why}) before this order's turn; "
+            f"{self._watch.stall_text()}"
+        )
 
     def _call_raw(self, name: str, *args: Any, **kwargs: Any) -> Any:
         if self._hooks.fenced.is_set():
@@ -144,11 +165,6 @@ class SupervisedBroker(_Watched, BrokerActor):
             self.actor_ref.tell(InjectFault("crash"))
             raise InjectedCrash("the broker died while order_send was in flight (injected)")
         return result
-
-    def on_stop(self) -> None:
-        if self._hooks.fenced.is_set():
-            return  # the terminal now belongs to the new incarnation: no shutdown()
-        super().on_stop()
 
 
 class SupervisedPersistence(_Watched, PersistenceActor):

@@ -53,6 +53,7 @@ from actors._supervised import (
     SupervisedOrder,
     SupervisedPersistence,
 )
+from actors._terminal_watch import TerminalWatch, describe_terminal
 from actors.broker import BrokerConfig
 from actors.messages import Halt, InjectFault, NewExecution, Rewatch
 from actors.metrics import EngineMetrics
@@ -166,9 +167,22 @@ class Supervisor:
                 on_commit=metrics.db_written if metrics is not None else None,
             )
 
+        self._terminal_wait = broker_config.terminal_wait
+        self.terminal_watch = TerminalWatch(describe_terminal(terminal))
+        """The current broker incarnation's view of the terminal (see `_bound_terminal_wait`)."""
+
         def broker(hooks: ChildHooks) -> pykka.ActorRef[Any]:
+            watch = TerminalWatch(describe_terminal(terminal))
+            self.terminal_watch = watch
             return SupervisedBroker.start(
-                hooks, terminal, broker_config, clock, scheduler, metrics, switch=self.switch
+                hooks,
+                terminal,
+                broker_config,
+                clock,
+                scheduler,
+                metrics,
+                switch=self.switch,
+                watch=watch,
             )
 
         self.children = Children(
@@ -328,6 +342,7 @@ class Supervisor:
         self.children.check_all()
         if self.orders.sweep_dead():
             self._recovery_wake.set()
+        self._bound_terminal_wait()
         self._check_connection()
         if self.switch.halted:
             return
@@ -342,6 +357,18 @@ class Supervisor:
             )
         elif self._journal_error is not None:
             self.halt(f"journal writes failing: {self._journal_error}", SUPERVISOR, automatic=True)
+
+    def _bound_terminal_wait(self) -> None:
+        """The sends queued behind a terminal that has not answered for
+        `EE_TERMINAL_WAIT_SECONDS` are answered NOT_SENT now, even while the BrokerActor is
+        stuck in a call (a frozen terminal): none of them reached order_send."""
+        watch = self.terminal_watch
+        stall = watch.stall()
+        if stall is not None and stall[0] >= self._terminal_wait:
+            watch.drain(
+                f"not sent: {watch.stall_text()}; a send waits at most "
+                f"{self._terminal_wait:g} s (EE_TERMINAL_WAIT_SECONDS)"
+            )
 
     def _check_connection(self) -> None:
         now = time.monotonic()
@@ -525,11 +552,22 @@ class Supervisor:
         since = self._disconnected_since
         down = None if since is None else round(time.monotonic() - since, 3)
         halted = self.switch.halted
+        stall = self.terminal_watch.stall()
+        # Not answering for a moment is a slow call; for half the send wait, a fault.
+        answering = stall is None or stall[0] < self._terminal_wait / 2
+        connected = self._connected
+        if self.terminal_watch.unreachable():
+            connected = False  # known down, whatever the last health answer said
         return {
             "trading_state": (TradingState.HALTED if halted else TradingState.ACTIVE).value,
             "halted_reason": self.switch.reason if halted else None,
             "trading_state_persisted": self.kill_switch.persisted,
-            "broker": {"connected": self._connected, "disconnected_seconds": down},
+            "broker": {
+                "connected": connected,
+                "disconnected_seconds": down,
+                "terminal_answering": answering,
+                "terminal": self.terminal_watch.stall_text(),
+            },
             "database": {"ok": self.repository.ping(), "journal_error": self._journal_error},
             "actors": actors,
             "restarts": self.total_restarts,

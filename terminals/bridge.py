@@ -149,6 +149,8 @@ class RpycTerminal:
         self.port = port
         self.timeout = timeout
         self._conn: Any = None
+        self._lost = False
+        """The last call lost the link: `last_error` answers without a round trip."""
         self._lock = threading.Lock()
         for name in dir(constants):
             if name.isupper():
@@ -199,7 +201,9 @@ class RpycTerminal:
                 # initialize() can take a minute on a real terminal (mt5-api.md §8): the
                 # timeout is the operator's, for the whole call.
                 conn._config["sync_request_timeout"] = _left(deadline)
-                return classic.obtain(conn.eval(expression))
+                result = classic.obtain(conn.eval(expression))
+                self._lost = False
+                return result
             except (EOFError, ConnectionError, OSError):
                 # The link is gone or timed out (rpyc's timeout is a TimeoutError, an
                 # OSError): the next call reconnects, never reading a late answer meant for
@@ -209,6 +213,7 @@ class RpycTerminal:
                     with contextlib.suppress(Exception):
                         conn.close()  # release the socket of the dead link
                 self._conn = None
+                self._lost = True
                 raise
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
@@ -233,6 +238,10 @@ class RpycTerminal:
             return False
 
     def last_error(self) -> tuple[int, str]:
+        if self._lost:
+            # As the module says after its IPC link failed, and without another timeout
+            # on a terminal that just failed to answer.
+            return (-10004, "No IPC connection")
         try:
             code, text = self.call("last_error")
         except (EOFError, ConnectionError, OSError):
