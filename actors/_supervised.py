@@ -16,13 +16,15 @@ from typing import Any
 
 import pykka
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from actors.broker import BrokerActor, TerminalClosedError
 from actors.messages import Heartbeat, InjectFault, Write
 from actors.order import OrderActor
 from actors.persistence import PersistenceActor
-from core.errors import PersistenceUnavailableError
+from core.errors import PersistenceUnavailableError, TicketConflictError
 from core.models import JournalEvent
+from storage.tickets import TicketClaims
 from storage.writer import JournalWriter, WriteOp
 
 DeathReport = Callable[[str, BaseException | None], None]
@@ -199,7 +201,8 @@ class SupervisedOrder(_Watched, OrderActor):
 
 
 class ObservedWriter(JournalWriter):
-    """A `JournalWriter` that tells the Supervisor whether the database takes writes.
+    """A `JournalWriter` that tells the Supervisor whether the database takes writes, and
+    never stores one order ticket on two executions (`storage.tickets`).
 
     `observe` runs on the PersistenceActor's thread and must not block (it must never
     write through that actor: it would wait on itself).
@@ -208,13 +211,20 @@ class ObservedWriter(JournalWriter):
     def __init__(self, engine: Engine, observe: Callable[[BaseException | None], None]) -> None:
         super().__init__(engine)
         self._observe = observe
+        self._tickets = TicketClaims(engine)
 
     def write_batch(self, ops: Sequence[WriteOp]) -> list[JournalEvent]:
         try:
+            claims = self._tickets.check(ops)
             events = super().write_batch(ops)
-        except PersistenceUnavailableError as exc:
+        except (PersistenceUnavailableError, TicketConflictError) as exc:
             self._observe(exc)
             raise
+        except SQLAlchemyError as exc:  # the claims' read, as the writer reports its own
+            error = PersistenceUnavailableError(f"ticket claims unreadable: {type(exc).__name__}")
+            self._observe(error)
+            raise error from exc
+        self._tickets.written(claims)
         self._observe(None)
         return events
 

@@ -26,6 +26,7 @@ from actors._broker_cache import TickAges, WindowCache
 from actors._reply import FastInbox, Reply
 from actors._scheduler import Handle, Scheduler
 from actors._shared import TradingSwitch
+from actors._terminal_identity import IdentityGuard, identity_of
 from actors._terminal_watch import TerminalWatch, describe_terminal
 from actors.messages import (
     Deal,
@@ -164,8 +165,12 @@ class BrokerActor(FastInbox):
         metrics: EngineMetrics | None = None,
         switch: TradingSwitch | None = None,
         watch: TerminalWatch | None = None,
+        identity: IdentityGuard | None = None,
     ) -> None:
         super().__init__()
+        self._identity = identity
+        self._last_ticket: int | None = None
+        """The last order ticket the terminal gave us: a remade link must still know it."""
         self._watch = watch if watch is not None else TerminalWatch(describe_terminal(terminal))
         self._watch.set_drain(self.answer_unstarted)
         self._line_lock = threading.Lock()
@@ -234,7 +239,8 @@ class BrokerActor(FastInbox):
         return len(unsent)
 
     def _connect(self) -> bool:
-        if self._closed or not self._watch.may_try():
+        accepting = self._identity is not None and self._identity.accepting()
+        if self._closed or not (self._watch.may_try() or accepting):
             return False  # replaced, or the last attempt failed too recently (paced)
         kwargs: dict[str, Any] = {}
         if self._config.login is not None:
@@ -248,6 +254,9 @@ class BrokerActor(FastInbox):
         cause = ""
         try:
             ok = bool(self._call_raw("initialize", *args, **kwargs))
+            if ok and self._identity is not None:
+                cause = self._verify_identity()
+                ok = not cause
         except Exception as exc:
             log.warning("terminal initialize raised", exc_info=True)
             ok = False
@@ -267,8 +276,42 @@ class BrokerActor(FastInbox):
                 self._pending_error = error  # still the caller's to read
                 cause = f"initialize failed: {error}"
             log.warning("%s: %s", self._watch.where, cause)
-            self._watch.link_failed(cause, time.monotonic() - started)
+            took = time.monotonic() - started
+            if self._identity is not None and cause == self._identity.mismatch:
+                took = max(took, 1.0)  # a refused terminal is checked again once a second
+            self._watch.link_failed(cause, took)
         return ok
+
+    def _verify_identity(self) -> str:
+        """ "" when the terminal just connected is the one the journal knows (and still
+        knows our last order); else why it may not be used. See `actors._terminal_identity`."""
+        assert self._identity is not None
+        account = self._call_raw("account_info")
+        terminal = self._call_raw("terminal_info")
+        if account is None or terminal is None:
+            return f"account_info / terminal_info failed after initialize: {self._last_error()}"
+        accepting = self._identity.accepting()
+        refusal = self._identity.check(identity_of(account, terminal), self._watch.where)
+        if refusal or accepting:
+            if accepting:
+                self._last_ticket = None
+            return refusal
+        ticket = self._last_ticket
+        if ticket is None:
+            return ""
+        found = self._call_raw("orders_get", ticket=ticket) or self._call_raw(
+            "history_orders_get", ticket=ticket
+        )
+        if found:
+            return ""
+        error = self._last_error()
+        if error[0] in _IPC_ERRORS:
+            return f"history_orders_get failed after initialize: {error}"
+        return self._identity.refuse(
+            f"{self._watch.where} does not know order {ticket}, which it accepted before the "
+            "link was remade: its history is gone (a restarted or another terminal); trading "
+            "halts until an admin resumes, which accepts it"
+        )
 
     # --- the one door to the terminal ---------------------------------------------------
 
@@ -616,6 +659,8 @@ class BrokerActor(FastInbox):
                 request=order_request,
             )
         retcode = int(result.retcode)
+        if int(result.order) > 0:
+            self._last_ticket = int(result.order)
         return SendOutcome(
             klass=classify_retcode(retcode),
             retcode=retcode,

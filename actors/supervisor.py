@@ -53,6 +53,7 @@ from actors._supervised import (
     SupervisedOrder,
     SupervisedPersistence,
 )
+from actors._terminal_identity import TERMINAL_IDENTIFIED, Identity, IdentityGuard
 from actors._terminal_watch import TerminalWatch, describe_terminal
 from actors.broker import BrokerConfig
 from actors.messages import Halt, InjectFault, NewExecution, Rewatch
@@ -62,7 +63,12 @@ from actors.persistence import write_and_wait
 from actors.recovery import Reconciler, RecoveryConfig, RecoveryReport
 from core.clock import Clock, utc_micros
 from core.enums import TradingState
-from core.errors import ConfigurationError, PersistenceError, ReconciliationError
+from core.errors import (
+    ConfigurationError,
+    PersistenceError,
+    ReconciliationError,
+    TicketConflictError,
+)
 from core.models import TradingStateRecord
 from core.settings import Settings
 from storage.repository import Repository
@@ -168,6 +174,9 @@ class Supervisor:
             )
 
         self._terminal_wait = broker_config.terminal_wait
+        self._identity_error: str | None = None
+        self.identity = IdentityGuard(self._identity_first, self._identity_refused)
+        """The account and terminal the journal knows (see `actors._terminal_identity`)."""
         self.terminal_watch = TerminalWatch(describe_terminal(terminal))
         """The current broker incarnation's view of the terminal (see `_bound_terminal_wait`)."""
 
@@ -183,6 +192,7 @@ class Supervisor:
                 metrics,
                 switch=self.switch,
                 watch=watch,
+                identity=self.identity,
             )
 
         self.children = Children(
@@ -222,7 +232,13 @@ class Supervisor:
         Returns the startup recovery report. Trading is ACTIVE afterwards only when
         reconciliation succeeded and the persisted state was not HALTED.
         """
+        known = self.repository.last_engine_event(TERMINAL_IDENTIFIED)
+        self.identity.set_known(known.payload.get("identity") if known is not None else None)
         self.children.start_all()
+        try:
+            self._flush_pending()  # the terminal's identity, journaled before any execution
+        except (PersistenceError, pykka.ActorDeadError) as exc:
+            log.warning("terminal identity not journaled yet: %s", exc)
         persisted = self.repository.trading_state()
         with self._reconcile_lock:
             report = self.reconciler.run(
@@ -233,7 +249,9 @@ class Supervisor:
         self.last_recovery = report
         if report.examined:
             log.info("startup recovery: %s", report.summary())
-        if not report.ok:
+        if self._identity_error is not None:
+            self.halt(self._identity_error, SUPERVISOR)
+        elif not report.ok:
             self.halt(f"reconciliation failed at start: {report.error()}", SUPERVISOR)
         elif persisted is not None and persisted.state == TradingState.HALTED.value:
             self.kill_switch.restore(True, persisted.reason)
@@ -357,6 +375,8 @@ class Supervisor:
             )
         elif self._journal_error is not None:
             self.halt(f"journal writes failing: {self._journal_error}", SUPERVISOR, automatic=True)
+        elif self._identity_error is not None:
+            self.halt(self._identity_error, SUPERVISOR, automatic=True)
 
     def _bound_terminal_wait(self) -> None:
         """The sends queued behind a terminal that has not answered for
@@ -410,10 +430,37 @@ class Supervisor:
                 automatic=True,
             )
 
+    def _identity_first(self, identity: Identity, how: str) -> None:
+        """From a BrokerActor's thread: journal the identity now known (never blocks)."""
+        log.info("terminal identity %s: %s", how, identity)
+        with self._lock:
+            self._pending_events.append(
+                self._event(TERMINAL_IDENTIFIED, {"identity": identity, "how": how})
+            )
+        self._recovery_wake.set()
+
+    def _identity_refused(self, reason: str, seen: Identity) -> None:
+        """From a BrokerActor's thread: a terminal the journal does not know. Loud, journaled
+        once, and trading halts (on the watcher thread: this one must not block)."""
+        if self._identity_error == reason:
+            return
+        log.error("%s (seen: %s)", reason, seen or "-")
+        self._identity_error = reason
+        with self._lock:
+            self._pending_events.append(
+                self._event("TERMINAL_REFUSED", {"reason": reason, "seen": seen})
+            )
+        self._wake.set()
+        self._recovery_wake.set()
+
     def _journal_result(self, exc: BaseException | None) -> None:
         """From the PersistenceActor's thread: never blocks, never writes. A failure stays
         noted (and trading halted) until `resume()`."""
-        if exc is not None:
+        if isinstance(exc, TicketConflictError):
+            log.critical("%s", exc.message)  # loud: the terminal reused a ticket
+            self._identity_error = exc.message  # halts; an admin's resume decides
+            self._wake.set()
+        elif exc is not None:
             self._journal_error = str(exc)
             self._wake.set()
 
@@ -498,6 +545,10 @@ class Supervisor:
         reconciliation of every execution without a live OrderActor succeeded: raises
         `ReconciliationError` otherwise (or `PersistenceError`), and trading stays HALTED."""
         with self._state_lock:
+            if self._identity_error is not None:
+                # The admin's decision: the terminal now connected becomes the known one.
+                self.identity.accept_next(by)
+                self._identity_error = None
             revived = self.children.revive()
             if revived:
                 log.warning("resume revived %d actor(s)", revived)

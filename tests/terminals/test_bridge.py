@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,11 +41,11 @@ CALL_TIMEOUT = 10.0
 class ServedSimulator:
     """`execution-engine simulator serve --port 0` in a subprocess."""
 
-    def __init__(self, seed: int, log: Path) -> None:
+    def __init__(self, seed: int, log: Path, port: int = 0, args: Sequence[str] = ()) -> None:
         self._stderr = log.open("w", encoding="utf-8")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "simulator", "serve", "--port", "0",
-             "--seed", str(seed)],
+            [sys.executable, "-m", "api.cli", "simulator", "serve", "--port", str(port),
+             "--seed", str(seed), *args],
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
