@@ -11,6 +11,7 @@ types the real module returns, so the engine cannot tell the bridge from the mod
 from __future__ import annotations
 
 import contextlib
+import pickle
 import threading
 import time
 from collections.abc import Callable
@@ -48,6 +49,10 @@ def _ee_plain(value):
 
 def _ee_call(name, args, kwargs):
     return _ee_plain(getattr(mt5, name)(*args, **kwargs))
+
+def _ee_call_bytes(name, args, kwargs):
+    import pickle
+    return pickle.dumps(_ee_call(name, args, kwargs), protocol=4)
 """
 
 _TYPES: dict[str, Callable[..., Any]] = {
@@ -180,8 +185,7 @@ class RpycTerminal:
                 conn._config["sync_request_timeout"] = _left(deadline)
                 conn.execute(_SERVER_HELPERS)
             except BaseException:
-                with contextlib.suppress(Exception):
-                    conn.close()
+                _drop(conn)
                 raise
             self._conn = conn
         return self._conn
@@ -201,7 +205,9 @@ class RpycTerminal:
                 # initialize() can take a minute on a real terminal (mt5-api.md §8): the
                 # timeout is the operator's, for the whole call.
                 conn._config["sync_request_timeout"] = _left(deadline)
-                result = classic.obtain(conn.eval(expression))
+                # Bytes cross by value: one round trip, all within the deadline (a result
+                # obtained from a netref took a second request, with a timeout of its own).
+                result = pickle.loads(conn.eval(expression))  # noqa: S301 - our own server's
                 self._lost = False
                 return result
             except (EOFError, ConnectionError, OSError):
@@ -210,15 +216,14 @@ class RpycTerminal:
                 # this one. The caller sees the failure (an order_send that met it is
                 # ambiguous and is never replayed here).
                 if conn is not None:
-                    with contextlib.suppress(Exception):
-                        conn.close()  # release the socket of the dead link
+                    _drop(conn)  # release the socket of the dead link
                 self._conn = None
                 self._lost = True
                 raise
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call `mt5.<name>(*args, **kwargs)` on the server with plain-value arguments."""
-        expression = f"_ee_call({name!r}, {_literal(tuple(args))}, {_literal(kwargs)})"
+        expression = f"_ee_call_bytes({name!r}, {_literal(tuple(args))}, {_literal(kwargs)})"
         return _rebuild(self._eval(expression))
 
     def remote(self, name: str, *args: Any, **kwargs: Any) -> Any:
@@ -247,6 +252,14 @@ class RpycTerminal:
         except (EOFError, ConnectionError, OSError):
             return (-10004, "No IPC connection")
         return int(code), str(text)
+
+
+def _drop(conn: Any) -> None:
+    """Close a connection whose peer does not answer. rpyc's close() asks the peer to close
+    too and waits a whole request timeout for its answer: here it waits (almost) not at all."""
+    with contextlib.suppress(Exception):
+        conn._config["sync_request_timeout"] = 0.001
+        conn.close()
 
 
 def _left(deadline: float) -> float:

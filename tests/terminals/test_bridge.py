@@ -8,7 +8,9 @@ teardown terminates it (then kills it after a bounded wait).
 
 from __future__ import annotations
 
+import os
 import queue
+import signal
 import socket
 import subprocess
 import sys
@@ -268,6 +270,31 @@ def test_the_timeout_bounds_connect_handshake_and_every_call() -> None:
 
     assert all(timeout * 0.9 <= t < timeout + 0.4 for t in took), took
     assert last_error_took < 0.1
+
+
+def test_a_call_on_a_frozen_terminal_fails_within_the_timeout(serve: Serve) -> None:
+    """A live link whose terminal then freezes (SIGSTOP): the call in flight, and the
+    reconnect after it, each fail within the timeout. The first call took two timeouts (its
+    result was fetched by a second request) and dropping the link a third (rpyc's close()
+    waits for the peer's answer)."""
+    server, _ = serve()
+    timeout = 0.5
+    bridge = RpycTerminal(port=server.port, timeout=timeout)
+    assert bridge.initialize() is True
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            bridge.symbol_info_tick("EURUSD")
+        took = [time.monotonic() - started]
+        started = time.monotonic()
+        assert bridge.initialize() is False
+        took.append(time.monotonic() - started)
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+    bridge.close()
+
+    assert all(t < timeout + 0.3 for t in took), took
 
 
 # --- the BrokerActor over the bridge -------------------------------------------------------
