@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import pickle
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -169,9 +170,11 @@ class RpycTerminal:
 
     def _connection(self, deadline: float) -> Any:
         if self._conn is None or self._conn.closed:
-            stream = SocketStream.connect(
-                self.host, self.port, timeout=_left(deadline), attempts=1, nodelay=True
-            )
+            # Not SocketStream.connect: its backoff loop leaks the socket of a refused
+            # connection; create_connection closes it, and takes the timeout as given.
+            sock = socket.create_connection((self.host, self.port), timeout=_left(deadline))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            stream = SocketStream(sock)
             try:
                 # The config is the connection's from its first request on: the handshake
                 # (`conn.root` in the service's on_connect) waits no longer than the rest.
