@@ -238,7 +238,7 @@ class Children:
         log.warning("the %s actor died (%s)", child.name, why)
         old, hooks = child.ref, child.hooks
         if old is not None and old.is_alive() and hooks is not None:
-            hooks.fenced.set()  # hung: it may wake up later, but never acts again
+            hooks.fence(why)  # hung: it may wake up later, but never acts again
             old.stop(block=False)
         if not self._count(child, why):
             log.error("%s; not restarting %s", self.escalated, child.name)

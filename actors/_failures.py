@@ -22,7 +22,12 @@ class InjectedCrash(InfrastructureFailure):
     """A crash a drill or a test injected on purpose (it stands for an actor's failure)."""
 
 
-class FencedError(InfrastructureFailure):
+class TerminalClosedError(InfrastructureFailure):
+    """This BrokerActor may not call the terminal any more (it was replaced): nothing that
+    meets this reached the terminal."""
+
+
+class FencedError(TerminalClosedError):
     """This BrokerActor was replaced by a restart: it must not touch the terminal again."""
 
 
@@ -42,4 +47,10 @@ def is_own_failure(exc: BaseException | None) -> bool:
     return isinstance(exc, Exception) and not isinstance(exc, _INFRASTRUCTURE)
 
 
-__all__ = ["FencedError", "InfrastructureFailure", "InjectedCrash", "is_own_failure"]
+__all__ = [
+    "FencedError",
+    "InfrastructureFailure",
+    "InjectedCrash",
+    "TerminalClosedError",
+    "is_own_failure",
+]

@@ -89,8 +89,14 @@ class FastInbox(pykka.ThreadingActor):
         """
         taken: list[M] = []
         kept = []
-        while not self.actor_inbox.empty():
-            envelope = self.actor_inbox.get()
+        inbox: queue.SimpleQueue[Any] = self.actor_inbox  # type: ignore[assignment]
+        while True:
+            try:
+                # Never a blocking get: another thread (the actor's own, waking up) may
+                # take the last message between a check and the get.
+                envelope = inbox.get_nowait()
+            except queue.Empty:
+                break
             if isinstance(envelope.message, kind):
                 taken.append(envelope.message)
             else:

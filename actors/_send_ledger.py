@@ -81,6 +81,10 @@ class SendLedger:
         if entry is None or entry.fate in (SendFate.QUEUED, SendFate.NOT_STARTED):
             self._entry(client_id, SendFate.NOT_STARTED)
 
+    def withdrawn(self, client_id: str) -> None:
+        """`started` was recorded, but the call was refused before reaching the terminal."""
+        self._entry(client_id, SendFate.NOT_STARTED)
+
     def trace(self, client_id: str) -> SendTrace:
         entry = self._entries.get(client_id)
         if entry is None:

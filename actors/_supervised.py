@@ -16,15 +16,17 @@ from typing import Any
 
 import pykka
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from actors._failures import FencedError, InjectedCrash, is_own_failure
 from actors.broker import BrokerActor
 from actors.messages import Heartbeat, InjectFault, Write
 from actors.order import OrderActor
 from actors.persistence import PersistenceActor
-from core.errors import PersistenceUnavailableError
+from core.errors import PersistenceUnavailableError, TicketConflictError
 from core.models import JournalEvent
 from storage.journal import AuditKey
+from storage.tickets import TicketClaims
 from storage.writer import JournalWriter, WriteOp
 
 DeathReport = Callable[[str, BaseException | None], None]
@@ -79,6 +81,17 @@ class ChildHooks:
         self.fenced = threading.Event()
         self._report = report
         self._reported = False
+        self._on_fence: list[Callable[[str], None]] = []
+
+    def on_fence(self, callback: Callable[[str], None]) -> None:
+        """`callback(why)` runs on the Supervisor's thread when this incarnation is fenced."""
+        self._on_fence.append(callback)
+
+    def fence(self, why: str) -> None:
+        """Replaced while hung: it may wake up later, but never acts again."""
+        self.fenced.set()
+        for callback in self._on_fence:
+            callback(why)
 
     def died(self, how: str, exc: BaseException | None) -> None:
         if not self._reported:
@@ -128,6 +141,16 @@ class SupervisedBroker(_Watched, BrokerActor):
     def __init__(self, hooks: ChildHooks, *args: Any, **kwargs: Any) -> None:
         self._hooks = hooks
         super().__init__(*args, **kwargs)
+        hooks.on_fence(self._fenced)
+
+    def _fenced(self, why: str) -> None:
+        # On the Supervisor's thread, while this actor's may still be stuck in a terminal
+        # call: the sends behind that call are answered now, not when (if) it returns, and
+        # NOT_SENT, since none of them reached order_send.
+        self.close_line(
+            f"not sent: the broker was replaced ({why}) before this order's turn; "
+            f"{self._watch.stall_text()}"
+        )
 
     def _call_raw(self, name: str, *args: Any, **kwargs: Any) -> Any:
         if self._hooks.fenced.is_set():
@@ -138,11 +161,6 @@ class SupervisedBroker(_Watched, BrokerActor):
             self.actor_ref.tell(InjectFault("crash"))
             raise InjectedCrash("the broker died while order_send was in flight (injected)")
         return result
-
-    def on_stop(self) -> None:
-        if self._hooks.fenced.is_set():
-            return  # the terminal now belongs to the new incarnation: no shutdown()
-        super().on_stop()
 
 
 class SupervisedPersistence(_Watched, PersistenceActor):
@@ -187,7 +205,8 @@ class SupervisedOrder(_Watched, OrderActor):
 
 
 class ObservedWriter(JournalWriter):
-    """A `JournalWriter` that tells the Supervisor whether the database takes writes.
+    """A `JournalWriter` that tells the Supervisor whether the database takes writes, and
+    never stores one order ticket on two executions (`storage.tickets`).
 
     `observe` runs on the PersistenceActor's thread and must not block (it must never
     write through that actor: it would wait on itself). `on_head` is told the journal's
@@ -204,16 +223,23 @@ class ObservedWriter(JournalWriter):
     ) -> None:
         super().__init__(engine, audit_key=audit_key)
         self._observe = observe
+        self._tickets = TicketClaims(engine)
         self._on_head = on_head
         if on_head is not None:
             on_head(self.last_sequence, self.last_hash)
 
     def write_batch(self, ops: Sequence[WriteOp]) -> list[JournalEvent]:
         try:
+            claims = self._tickets.check(ops)
             events = super().write_batch(ops)
-        except PersistenceUnavailableError as exc:
+        except (PersistenceUnavailableError, TicketConflictError) as exc:
             self._observe(exc)
             raise
+        except SQLAlchemyError as exc:  # the claims' read, as the writer reports its own
+            error = PersistenceUnavailableError(f"ticket claims unreadable: {type(exc).__name__}")
+            self._observe(error)
+            raise error from exc
+        self._tickets.written(claims)
         self._observe(None)
         if self._on_head is not None:
             self._on_head(self.last_sequence, self.last_hash)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Collection
@@ -21,10 +23,13 @@ from typing import Any
 import pykka
 
 from actors._broker_cache import TickAges, WindowCache
+from actors._failures import TerminalClosedError
 from actors._reply import FastInbox, Reply
 from actors._scheduler import Handle, Scheduler
 from actors._send_ledger import SendLedger
 from actors._shared import TradingSwitch
+from actors._terminal_identity import IdentityGuard, identity_of
+from actors._terminal_watch import TerminalWatch, describe_terminal
 from actors.messages import (
     Deal,
     FillUpdate,
@@ -85,6 +90,8 @@ class BrokerConfig:
     market_closed_backoff: how long a 10018 keeps a symbol marked closed before it is probed again.
     poll_interval: seconds between passes of the shared poll.
     login/password/server/path: passed to `initialize`; the password is never logged.
+    terminal_wait: how long a send may wait for a terminal that does not answer (its link
+        known down, or one call unanswered that long) before it is answered NOT_SENT.
     """
 
     magic: int = 770001
@@ -100,6 +107,7 @@ class BrokerConfig:
     server: str | None = None
     path: str | None = None
     history_pad: timedelta = timedelta(days=2)
+    terminal_wait: float = 10.0
 
 
 @dataclass(slots=True)
@@ -136,6 +144,11 @@ class _SendTurn:
     __slots__ = ()
 
 
+def not_sent(reason: str) -> SendOutcome:
+    """The answer to a send that certainly never reached `order_send`, and why."""
+    return SendOutcome(klass=RetcodeClass.FINAL, retcode=None, comment=reason, not_sent=True)
+
+
 class BrokerActor(FastInbox):
     """Serializes all access to one terminal (the real module, the simulator or the bridge)."""
 
@@ -149,8 +162,19 @@ class BrokerActor(FastInbox):
         scheduler: Scheduler,
         metrics: EngineMetrics | None = None,
         switch: TradingSwitch | None = None,
+        watch: TerminalWatch | None = None,
+        identity: IdentityGuard | None = None,
     ) -> None:
         super().__init__()
+        self._identity = identity
+        self._last_ticket: int | None = None
+        """The last order ticket the terminal gave us: a remade link must still know it."""
+        self._watch = watch if watch is not None else TerminalWatch(describe_terminal(terminal))
+        self._watch.set_drain(self.answer_unstarted)
+        self._line_lock = threading.Lock()
+        """Guards `_sends` and `_closed`: other threads answer unstarted sends too."""
+        self._closed = ""
+        """Why this actor may no longer call the terminal (it was replaced); "" while it may."""
         self._metrics = metrics
         self._switch = switch
         """The shared kill switch, checked under its gate right before every order_send."""
@@ -188,12 +212,36 @@ class BrokerActor(FastInbox):
         self._drop_queued_sends()
         if self._poll_handle is not None:
             self._poll_handle.cancel()
+        if self._closed:
+            return  # the terminal now belongs to the new incarnation: no shutdown()
         try:
             self._t.shutdown()
         except Exception:
             log.debug("terminal shutdown failed", exc_info=True)
 
+    def close_line(self, reason: str) -> int:
+        """From any thread: this actor never calls the terminal again, and every send it
+        has not started is answered now as not sent, for `reason`. Returns how many."""
+        with self._line_lock:
+            self._closed = reason or "this broker was closed"
+        return self.answer_unstarted(self._closed)
+
+    def answer_unstarted(self, reason: str) -> int:
+        """From any thread: answer every send not yet started (in the line and still in the
+        inbox) as not sent, for `reason`; the send in progress, if any, is not touched."""
+        with self._line_lock:
+            unsent = [*self._sends, *self._take_from_inbox(SendRequest)]
+            self._sends.clear()
+        for queued in unsent:
+            _answer(queued, not_sent(reason))
+        if unsent:
+            log.warning("%d queued send(s) answered NOT_SENT: %s", len(unsent), reason)
+        return len(unsent)
+
     def _connect(self) -> bool:
+        accepting = self._identity is not None and self._identity.accepting()
+        if self._closed or not (self._watch.may_try() or accepting):
+            return False  # replaced, or the last attempt failed too recently (paced)
         kwargs: dict[str, Any] = {}
         if self._config.login is not None:
             kwargs["login"] = self._config.login
@@ -202,11 +250,17 @@ class BrokerActor(FastInbox):
         if self._config.server is not None:
             kwargs["server"] = self._config.server
         args = (self._config.path,) if self._config.path else ()
+        started = time.monotonic()
+        cause = ""
         try:
             ok = bool(self._call_raw("initialize", *args, **kwargs))
-        except Exception:
+            if ok and self._identity is not None:
+                cause = self._verify_identity()
+                ok = not cause
+        except Exception as exc:
             log.warning("terminal initialize raised", exc_info=True)
             ok = False
+            cause = f"initialize raised {type(exc).__name__}: {exc}"
         if ok:
             self._connected = True
             # A new connection may be a new terminal: drop everything learned from the old.
@@ -215,27 +269,78 @@ class BrokerActor(FastInbox):
             self._account.clear()
             self._margin.clear()
             self._open_checked.clear()
+            self._watch.link_up()
         else:
-            log.warning("terminal initialize failed: %s", self._last_error())
+            if not cause:
+                error = self._last_error()
+                self._pending_error = error  # still the caller's to read
+                cause = f"initialize failed: {error}"
+            log.warning("%s: %s", self._watch.where, cause)
+            took = time.monotonic() - started
+            if self._identity is not None and cause == self._identity.mismatch:
+                took = max(took, 1.0)  # a refused terminal is checked again once a second
+            self._watch.link_failed(cause, took)
         return ok
+
+    def _verify_identity(self) -> str:
+        """ "" when the terminal just connected is the one the journal knows (and still
+        knows our last order); else why it may not be used. See `actors._terminal_identity`."""
+        assert self._identity is not None
+        account = self._call_raw("account_info")
+        terminal = self._call_raw("terminal_info")
+        if account is None or terminal is None:
+            return f"account_info / terminal_info failed after initialize: {self._last_error()}"
+        accepting = self._identity.accepting()
+        refusal = self._identity.check(identity_of(account, terminal), self._watch.where)
+        if refusal or accepting:
+            if accepting:
+                self._last_ticket = None
+            return refusal
+        ticket = self._last_ticket
+        if ticket is None:
+            return ""
+        found = self._call_raw("orders_get", ticket=ticket) or self._call_raw(
+            "history_orders_get", ticket=ticket
+        )
+        if found:
+            return ""
+        error = self._last_error()
+        if error[0] in _IPC_ERRORS:
+            return f"history_orders_get failed after initialize: {error}"
+        return self._identity.refuse(
+            f"{self._watch.where} does not know order {ticket}, which it accepted before the "
+            "link was remade: its history is gone (a restarted or another terminal); trading "
+            "halts until an admin resumes, which accepts it"
+        )
 
     # --- the one door to the terminal ---------------------------------------------------
 
     def _call_raw(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        if self._closed:
+            raise TerminalClosedError(f"{self._closed}; {name} not called")
         self.calls[name] = self.calls.get(name, 0) + 1
         self._pending_error = None
         started = time.perf_counter()
+        self._watch.call_started(name)
         try:
             result = getattr(self._t, name)(*args, **kwargs)
-        except Exception:
+        except Exception as exc:
             self._report(name, "exception", started)
+            self._watch.link_failed(f"{name} raised {type(exc).__name__}: {exc}")
             raise
+        finally:
+            self._watch.call_ended()
         if result is None:
             # last_error() explains this call only if read before the next call.
             self._pending_error = self._read_last_error()
-            outcome = "ipc_error" if self._pending_error[0] in _IPC_ERRORS else "none"
+            ipc = self._pending_error[0] in _IPC_ERRORS
+            outcome = "ipc_error" if ipc else "none"
+            if ipc:
+                self._watch.link_failed(f"{name} failed: {self._pending_error}")
         else:
             outcome = "ok"
+            if name != "initialize":  # initialize answers False, not None: see _connect
+                self._watch.link_up()
         self._report(name, outcome, started)
         return result
 
@@ -250,6 +355,8 @@ class BrokerActor(FastInbox):
         return self._read_last_error()
 
     def _read_last_error(self) -> tuple[int, str]:
+        if self._closed:
+            return (-10004, f"No IPC connection: {self._closed}")
         try:
             code, text = self._t.last_error()
             return int(code), str(text)
@@ -309,6 +416,8 @@ class BrokerActor(FastInbox):
         if terminal is None:
             terminal, err = self._info("terminal_info")
             if terminal is None:
+                if not self._connected and self._watch.down_for() is not None:
+                    return None, None, f"terminal_info failed: {self._watch.stall_text()}"
                 return None, None, f"terminal_info failed: {err}"
             self._account.put("terminal", terminal)
         account = self._account.get("account")
@@ -443,6 +552,8 @@ class BrokerActor(FastInbox):
         """
         if self._halted or (self._switch is not None and self._switch.halted):
             return SendOutcome(klass=RetcodeClass.FINAL, retcode=None, halted=True)
+        if self._closed:
+            return not_sent(self._closed)
         if not_after is not None and self._clock.monotonic() > not_after:
             return SendOutcome(
                 klass=RetcodeClass.RETRY,
@@ -452,6 +563,14 @@ class BrokerActor(FastInbox):
         spec = self._specs.get(request.symbol)
         if spec is None:
             spec, detail = self._spec(request.symbol)
+            if spec is None and not self._connected:
+                # The terminal did not answer: no verdict on the symbol, and nothing sent.
+                return SendOutcome(
+                    klass=RetcodeClass.RETRY,
+                    retcode=None,
+                    comment=self._watch.stall_text(),
+                    last_error=(-10004, "No IPC connection"),
+                )
             if spec is None:
                 return SendOutcome(klass=RetcodeClass.FINAL, retcode=None, comment=detail)
         excluded = set(filling_exclude)
@@ -499,6 +618,8 @@ class BrokerActor(FastInbox):
             "type_time": self._t.ORDER_TIME_GTC,
             "type_filling": int(filling),
         }
+        if self._closed:
+            return not_sent(self._closed)  # replaced meanwhile: it never talks again
         if self._switch is None:
             return self._send(order_request)
         # The kill switch is checked last, under its gate: a halt that returned before this
@@ -517,6 +638,10 @@ class BrokerActor(FastInbox):
         client_id = order_request.get("comment")
         seq = self._ledger.started(client_id, self._clock.monotonic())
         outcome = self._send_call(order_request)
+        if outcome.not_sent:  # refused before order_send was called
+            if client_id:
+                self._ledger.withdrawn(client_id)
+            return outcome
         self._ledger.ended(
             client_id,
             seq,
@@ -529,6 +654,8 @@ class BrokerActor(FastInbox):
     def _send_call(self, order_request: dict[str, Any]) -> SendOutcome:
         try:
             result = self._call_raw("order_send", order_request)
+        except TerminalClosedError as exc:
+            return not_sent(str(exc))  # refused before the call: nothing was sent
         except Exception as exc:
             self._connected = False
             return SendOutcome(
@@ -549,6 +676,8 @@ class BrokerActor(FastInbox):
                 request=order_request,
             )
         retcode = int(result.retcode)
+        if int(result.order) > 0:
+            self._last_ticket = int(result.order)
         return SendOutcome(
             klass=classify_retcode(retcode),
             retcode=retcode,
@@ -711,8 +840,17 @@ class BrokerActor(FastInbox):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, SendRequest):
-            self._ledger.queued(message.request.client_id)
-            self._sends.append(message)
+            refusal = self._refusal()
+            if refusal:
+                _answer(message, not_sent(refusal))
+                return None
+            with self._line_lock:
+                closed = self._closed
+                if not closed:
+                    self._ledger.queued(message.request.client_id)
+                    self._sends.append(message)
+            if closed:
+                _answer(message, not_sent(closed))
             self._queue_send_turn()
             return None
         if isinstance(message, _SendTurn):
@@ -729,10 +867,48 @@ class BrokerActor(FastInbox):
 
     # --- the send queue -------------------------------------------------------------------
 
-    def _queue_send_turn(self) -> None:
+    def _queue_send_turn(self, delay: float = 0.0) -> None:
         if self._sends and not self._send_turn_queued:
             self._send_turn_queued = True
-            self.actor_ref.tell(_SendTurn())
+            if delay > 0:
+                self._scheduler.tell_later(delay, self.actor_ref, _SendTurn())
+            else:
+                self.actor_ref.tell(_SendTurn())
+
+    def _refusal(self) -> str:
+        """Why a send must be answered NOT_SENT without waiting its turn, or ""."""
+        if self._closed:
+            return self._closed
+        down = self._watch.down_for()
+        if (
+            not self._connected
+            and down is not None
+            and down >= self._config.terminal_wait
+            and not self._watch.may_try()
+        ):
+            return self._down_reason()
+        return ""
+
+    def _down_reason(self) -> str:
+        return (
+            f"not sent: {self._watch.stall_text()}; a send waits at most "
+            f"{self._config.terminal_wait:g} s (EE_TERMINAL_WAIT_SECONDS)"
+        )
+
+    def _hold_while_down(self) -> bool:
+        """The link is down: keep the line waiting for the terminal (True), up to
+        `terminal_wait`, after which the whole line is answered NOT_SENT."""
+        down = self._watch.down_for()
+        if self._connected or down is None:
+            return False
+        if down >= self._config.terminal_wait:
+            self.answer_unstarted(self._down_reason())
+            return True
+        if self._watch.may_try():
+            return False  # try the send: its own reconnect decides
+        wait = min(self._watch.retry_in(), self._config.terminal_wait - down)
+        self._queue_send_turn(max(wait, 0.01))
+        return True
 
     def _send_next(self) -> None:
         """One queued send, then the next one's turn goes to the back of the inbox.
@@ -741,9 +917,12 @@ class BrokerActor(FastInbox):
         Supervisor's heartbeat, a validation's preflight, the shared poll) is answered
         between two sends, not after the whole line: a long line is not a hung actor.
         """
-        if not self._sends:
+        if not self._sends or self._hold_while_down():
             return
-        queued = self._sends.popleft()
+        with self._line_lock:
+            if not self._sends:
+                return
+            queued = self._sends.popleft()
         client_id = queued.request.client_id
         try:
             outcome = self.place_order(queued.request, not_after=queued.not_after)
@@ -751,12 +930,19 @@ class BrokerActor(FastInbox):
             # As an ask would: the error goes to the caller, and the actor carries on.
             self._ledger.not_started(client_id)  # unless it got as far as order_send
             queued.reply.set_exception(exc_info=(type(exc), exc, exc.__traceback__))
-        else:
-            if not outcome.sent:
-                self._ledger.not_started(client_id)
-            queued.reply.set(outcome)
-        finally:
             self._queue_send_turn()
+            return
+        if _link_down_before_send(outcome) and not self._connected:
+            # Nothing left this process: wait for the terminal in the line, not in a retry.
+            with self._line_lock:
+                self._sends.appendleft(queued)
+            if not self._hold_while_down():
+                self._queue_send_turn(0.01)
+            return
+        if not outcome.sent:
+            self._ledger.not_started(client_id)
+        _answer(queued, outcome)
+        self._queue_send_turn()
 
     def _drop_queued_sends(self) -> None:
         """The actor is stopping: the sends it never started are answered as not sent.
@@ -765,8 +951,9 @@ class BrokerActor(FastInbox):
         tells left in a stopped actor's inbox without a word, and their senders would wait
         out their whole order timeout for an answer that never comes.
         """
-        unsent = [*self._sends, *self._take_from_inbox(SendRequest)]
-        self._sends.clear()
+        with self._line_lock:
+            unsent = [*self._sends, *self._take_from_inbox(SendRequest)]
+            self._sends.clear()
         for queued in unsent:
             self._ledger.not_started(queued.request.client_id)
             error = pykka.ActorDeadError("the broker stopped before this order was sent")
@@ -792,6 +979,7 @@ class BrokerActor(FastInbox):
         terminal, _ = self._info("terminal_info")
         return {
             "connected": bool(self._connected and terminal is not None and terminal.connected),
+            "terminal": self._watch.stall_text(),
             "halted": self._halted,
             "watched_orders": len(self._watches),
             "reconnects": self.reconnects,
@@ -800,3 +988,20 @@ class BrokerActor(FastInbox):
 
     def call_counts(self) -> dict[str, int]:
         return dict(self.calls)
+
+
+def _answer(queued: SendRequest, outcome: SendOutcome) -> None:
+    try:
+        queued.reply.set(outcome)
+    except queue.Full:
+        return  # answered already (a drain from another thread won the race)
+
+
+def _link_down_before_send(outcome: SendOutcome) -> bool:
+    """A RETRY because the link was down before the send (nothing was sent)."""
+    return (
+        outcome.klass is RetcodeClass.RETRY
+        and not outcome.sent
+        and outcome.last_error is not None
+        and outcome.last_error[0] in _IPC_ERRORS
+    )

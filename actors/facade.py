@@ -165,6 +165,7 @@ class ExecutionFacade:
             password=s.mt5_password.get_secret_value() if s.mt5_password else None,
             server=s.mt5_server,
             path=s.mt5_terminal,
+            terminal_wait=s.terminal_wait_seconds,
         )
 
     def _make_order_config(self) -> OrderConfig:

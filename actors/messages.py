@@ -80,6 +80,10 @@ class SendOutcome:
     request: dict[str, Any] = field(default_factory=dict)
     halted: bool = False
     """True when nothing was sent because trading is halted."""
+    not_sent: bool = False
+    """True when the send certainly never reached `order_send` and will not be tried
+    again (the terminal did not answer within `EE_TERMINAL_WAIT_SECONDS`, or the broker
+    was replaced): the execution ends REJECTED / NOT_SENT with `comment` as its reason."""
 
     @property
     def sent(self) -> bool:

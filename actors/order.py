@@ -445,6 +445,9 @@ class OrderActor(FastInbox):
         if outcome.halted:
             self._finish_without_send(_R.TRADING_HALTED, self._ctx.switch.reason, payload)
             return
+        if outcome.not_sent:
+            self._finish_without_send(_R.NOT_SENT, outcome.comment, payload)
+            return
         if outcome.klass is RetcodeClass.SUCCESS:
             self._on_accepted(outcome, payload)
         elif outcome.klass is RetcodeClass.RETRY:

@@ -61,6 +61,8 @@ from actors._supervised import (
     SupervisedOrder,
     SupervisedPersistence,
 )
+from actors._terminal_identity import TERMINAL_IDENTIFIED, Identity, IdentityGuard
+from actors._terminal_watch import TerminalWatch, describe_terminal
 from actors.broker import BrokerConfig
 from actors.messages import Halt, InjectFault, NewExecution, Rewatch
 from actors.metrics import EngineMetrics
@@ -69,7 +71,12 @@ from actors.persistence import write_and_wait
 from actors.recovery import Reconciler, RecoveryConfig, RecoveryReport
 from core.clock import Clock, utc_micros
 from core.enums import TradingState
-from core.errors import ConfigurationError, PersistenceError, ReconciliationError
+from core.errors import (
+    ConfigurationError,
+    PersistenceError,
+    ReconciliationError,
+    TicketConflictError,
+)
 from core.models import TradingStateRecord
 from core.settings import Settings
 from storage.journal import AuditKey, check_audit_key
@@ -187,9 +194,26 @@ class Supervisor:
                 on_commit=metrics.db_written if metrics is not None else None,
             )
 
+        self._terminal_wait = broker_config.terminal_wait
+        self._identity_error: str | None = None
+        self.identity = IdentityGuard(self._identity_first, self._identity_refused)
+        """The account and terminal the journal knows (see `actors._terminal_identity`)."""
+        self.terminal_watch = TerminalWatch(describe_terminal(terminal))
+        """The current broker incarnation's view of the terminal (see `_bound_terminal_wait`)."""
+
         def broker(hooks: ChildHooks) -> pykka.ActorRef[Any]:
+            watch = TerminalWatch(describe_terminal(terminal))
+            self.terminal_watch = watch
             return SupervisedBroker.start(
-                hooks, terminal, broker_config, clock, scheduler, metrics, switch=self.switch
+                hooks,
+                terminal,
+                broker_config,
+                clock,
+                scheduler,
+                metrics,
+                switch=self.switch,
+                watch=watch,
+                identity=self.identity,
             )
 
         self.children = Children(
@@ -248,8 +272,14 @@ class Supervisor:
         acknowledged order is missing) and the persisted state was not HALTED.
         """
         check_audit_key(self.db, self.audit_key)
+        known = self.repository.last_engine_event(TERMINAL_IDENTIFIED)
+        self.identity.set_known(known.payload.get("identity") if known is not None else None)
         self.children.start_all()
         self.checkpoints.start()
+        try:
+            self._flush_pending()  # the terminal's identity, journaled before any execution
+        except (PersistenceError, pykka.ActorDeadError) as exc:
+            log.warning("terminal identity not journaled yet: %s", exc)
         persisted = self.repository.trading_state()
         records = self.repository.non_final()
         with self._reconcile_lock:
@@ -269,7 +299,9 @@ class Supervisor:
             log.info("startup recovery: %s", report.summary())
         if report.waiting:
             self.orders.adopt(report.waiting)  # the recovery thread looks again, with back-off
-        if report.failures:
+        if self._identity_error is not None:
+            self.halt(self._identity_error, SUPERVISOR)
+        elif report.failures:
             self.halt(f"reconciliation failed at start: {report.error()}", SUPERVISOR)
         elif persisted is not None and persisted.state == TradingState.HALTED.value:
             self.kill_switch.restore(True, persisted.reason)
@@ -380,6 +412,7 @@ class Supervisor:
         self.children.check_all()
         if self.orders.sweep_dead():
             self._recovery_wake.set()
+        self._bound_terminal_wait()
         self._check_connection()
         if self.switch.halted:
             return
@@ -394,6 +427,20 @@ class Supervisor:
             )
         elif self._journal_error is not None:
             self.halt(f"journal writes failing: {self._journal_error}", SUPERVISOR, automatic=True)
+        elif self._identity_error is not None:
+            self.halt(self._identity_error, SUPERVISOR, automatic=True)
+
+    def _bound_terminal_wait(self) -> None:
+        """The sends queued behind a terminal that has not answered for
+        `EE_TERMINAL_WAIT_SECONDS` are answered NOT_SENT now, even while the BrokerActor is
+        stuck in a call (a frozen terminal): none of them reached order_send."""
+        watch = self.terminal_watch
+        stall = watch.stall()
+        if stall is not None and stall[0] >= self._terminal_wait:
+            watch.drain(
+                f"not sent: {watch.stall_text()}; a send waits at most "
+                f"{self._terminal_wait:g} s (EE_TERMINAL_WAIT_SECONDS)"
+            )
 
     def _check_connection(self) -> None:
         now = time.monotonic()
@@ -435,10 +482,37 @@ class Supervisor:
                 automatic=True,
             )
 
+    def _identity_first(self, identity: Identity, how: str) -> None:
+        """From a BrokerActor's thread: journal the identity now known (never blocks)."""
+        log.info("terminal identity %s: %s", how, identity)
+        with self._lock:
+            self._pending_events.append(
+                self._event(TERMINAL_IDENTIFIED, {"identity": identity, "how": how})
+            )
+        self._recovery_wake.set()
+
+    def _identity_refused(self, reason: str, seen: Identity) -> None:
+        """From a BrokerActor's thread: a terminal the journal does not know. Loud, journaled
+        once, and trading halts (on the watcher thread: this one must not block)."""
+        if self._identity_error == reason:
+            return
+        log.error("%s (seen: %s)", reason, seen or "-")
+        self._identity_error = reason
+        with self._lock:
+            self._pending_events.append(
+                self._event("TERMINAL_REFUSED", {"reason": reason, "seen": seen})
+            )
+        self._wake.set()
+        self._recovery_wake.set()
+
     def _journal_result(self, exc: BaseException | None) -> None:
         """From the PersistenceActor's thread: never blocks, never writes. A failure stays
         noted (and trading halted) until `resume()`."""
-        if exc is not None:
+        if isinstance(exc, TicketConflictError):
+            log.critical("%s", exc.message)  # loud: the terminal reused a ticket
+            self._identity_error = exc.message  # halts; an admin's resume decides
+            self._wake.set()
+        elif exc is not None:
             self._journal_error = str(exc)
             self._wake.set()
 
@@ -533,6 +607,10 @@ class Supervisor:
         (those still waiting for evidence go on in the background, as at start): raises
         `ReconciliationError` otherwise (or `PersistenceError`), and trading stays HALTED."""
         with self._state_lock:
+            if self._identity_error is not None:
+                # The admin's decision: the terminal now connected becomes the known one.
+                self.identity.accept_next(by)
+                self._identity_error = None
             revived = self.children.revive()
             if revived:
                 log.warning("resume revived %d actor(s)", revived)
@@ -590,11 +668,22 @@ class Supervisor:
         since = self._disconnected_since
         down = None if since is None else round(time.monotonic() - since, 3)
         halted = self.switch.halted
+        stall = self.terminal_watch.stall()
+        # Not answering for a moment is a slow call; for half the send wait, a fault.
+        answering = stall is None or stall[0] < self._terminal_wait / 2
+        connected = self._connected
+        if self.terminal_watch.unreachable():
+            connected = False  # known down, whatever the last health answer said
         return {
             "trading_state": (TradingState.HALTED if halted else TradingState.ACTIVE).value,
             "halted_reason": self.switch.reason if halted else None,
             "trading_state_persisted": self.kill_switch.persisted,
-            "broker": {"connected": self._connected, "disconnected_seconds": down},
+            "broker": {
+                "connected": connected,
+                "disconnected_seconds": down,
+                "terminal_answering": answering,
+                "terminal": self.terminal_watch.stall_text(),
+            },
             "database": {"ok": self.repository.ping(), "journal_error": self._journal_error},
             "actors": actors,
             "restarts": self.total_restarts,

@@ -128,6 +128,7 @@ def _cmd_simulator_serve(args: argparse.Namespace) -> int:
         seed=args.seed,
         order_send_ms=args.order_send_ms,
         ipc_ms=args.ipc_ms,
+        state_file=args.state,
         ready=lambda port: print(
             f"simulated MT5 terminal serving rpyc classic on {args.host}:{port}", flush=True
         ),
@@ -329,6 +330,15 @@ def _add_commands(sub: Any) -> None:
     )
     sim_serve.add_argument(
         "--ipc-ms", type=float, default=0.0, help="latency of every other call, in ms (default 0)"
+    )
+    sim_serve.add_argument(
+        "--state",
+        metavar="FILE",
+        default=None,
+        help="keep the simulated account (orders, deals, positions, ticket counters, "
+        "balance) in FILE: loaded at start, written atomically before each answer that "
+        "changed it, so a restarted simulator has its history back as a real terminal "
+        "gets it from the trade server",
     )
     sim_serve.set_defaults(handler=_cmd_simulator_serve)
 

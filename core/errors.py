@@ -18,6 +18,7 @@ is not an exception: it is a REJECTED execution carrying a `RejectionReason`
      +-- PersistenceError
      |    +-- PersistenceUnavailableError
      |    +-- JournalIntegrityError
+     |    +-- TicketConflictError
      +-- ReconciliationError
      +-- EngineStoppedError
      +-- ActorUnavailableError
@@ -194,6 +195,29 @@ class JournalIntegrityError(PersistenceError):
         return {"sequence": self.sequence}
 
 
+class TicketConflictError(PersistenceError):
+    """An order ticket already claimed by one execution was about to be stored on another."""
+
+    code: ClassVar[str] = "TICKET_CONFLICT"
+
+    def __init__(
+        self, message: str | None = None, *, ticket: int, owner: str, claimant: str
+    ) -> None:
+        self.ticket = ticket
+        self.owner = owner
+        self.claimant = claimant
+        super().__init__(
+            message
+            if message is not None
+            else f"order ticket {ticket} is already claimed by execution {owner!r}; not stored "
+            f"for execution {claimant!r} (two executions never share a ticket: the terminal "
+            "reused it, so it is not the one the journal knows)"
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {"ticket": self.ticket, "owner": self.owner, "claimant": self.claimant}
+
+
 class ReconciliationError(ExecutionEngineError):
     """Executions could not be reconciled with the terminal; trading stays halted."""
 
@@ -234,5 +258,6 @@ __all__ = [
     "TerminalDisconnectedError",
     "TerminalError",
     "TerminalNotReadyError",
+    "TicketConflictError",
     "TradingHaltedError",
 ]

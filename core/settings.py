@@ -227,6 +227,13 @@ class Settings(BaseSettings):
         validation_alias="EE_RESTART_PERIOD_SECONDS",
         description="The period of restart_intensity.",
     )
+    terminal_wait_seconds: float = Field(
+        10.0,
+        gt=0,
+        validation_alias="EE_TERMINAL_WAIT_SECONDS",
+        description="A send waits at most this long for a terminal that does not answer "
+        "(link down, or a call unanswered this long); then it is REJECTED / NOT_SENT.",
+    )
     disconnect_halt_seconds: float = Field(
         30.0,
         gt=0,

@@ -120,6 +120,20 @@ class Repository:
         )
         return self._events(query)
 
+    def last_engine_event(self, event_type: str) -> JournalEvent | None:
+        """The newest engine-wide journal event of `event_type` (e.g. the known terminal)."""
+        query = (
+            select(execution_events)
+            .where(
+                execution_events.c.execution_id.is_(None),
+                execution_events.c.event_type == event_type,
+            )
+            .order_by(execution_events.c.sequence.desc())
+            .limit(1)
+        )
+        events = self._events(query)
+        return events[0] if events else None
+
     def non_final(self) -> list[ExecutionLog]:
         """Executions whose status is not final (crash recovery reconciles these), oldest first."""
         query = (

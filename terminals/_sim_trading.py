@@ -130,6 +130,16 @@ class TradeDesk:
         self._request_id = 0
         self._late: dict[int, _LateFill] = {}
 
+    # -- what a state file keeps (see ``_sim_state``) -------------------------------------
+
+    def persistent(self) -> tuple[int, dict[int, tuple[int, int]]]:
+        """The request-id counter and the late fills still due, by order ticket."""
+        return self._request_id, {t: (f.fill_after, f.polls) for t, f in self._late.items()}
+
+    def restore(self, request_id: int, late: dict[int, tuple[int, int]]) -> None:
+        self._request_id = request_id
+        self._late = {t: _LateFill(after, polls) for t, (after, polls) in late.items()}
+
     # -- order_send ---------------------------------------------------------------------
 
     def send(self, raw: object) -> OrderSendResult:

@@ -11,12 +11,17 @@ types the real module returns, so the engine cannot tell the bridge from the mod
 from __future__ import annotations
 
 import contextlib
+import pickle
+import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from rpyc.utils import classic
+from rpyc.core.service import ClassicService
+from rpyc.core.stream import SocketStream
+from rpyc.utils import classic, factory
 
 from terminals import constants, types
 
@@ -45,6 +50,10 @@ def _ee_plain(value):
 
 def _ee_call(name, args, kwargs):
     return _ee_plain(getattr(mt5, name)(*args, **kwargs))
+
+def _ee_call_bytes(name, args, kwargs):
+    import pickle
+    return pickle.dumps(_ee_call(name, args, kwargs), protocol=4)
 """
 
 _TYPES: dict[str, Callable[..., Any]] = {
@@ -133,26 +142,54 @@ def _literal(value: Any) -> str:
 
 class RpycTerminal:
     """The MetaTrader5 API over rpyc. Thread-safe by a lock, though the engine's BrokerActor
-    already serializes every call."""
+    already serializes every call.
+
+    `timeout` bounds each call whole: the TCP connect, rpyc's handshake and the server
+    helpers' installation when the link must be (re)made, and the request itself. rpyc's
+    own `classic.connect` would spend up to 3 s x 6 attempts on the TCP connect and its
+    default 30 s on the handshake (its config applies only after it), whatever the timeout.
+    """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 18812, timeout: float = 300.0) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
         self._conn: Any = None
+        self._lost = False
+        """The last call lost the link: `last_error` answers without a round trip."""
         self._lock = threading.Lock()
         for name in dir(constants):
             if name.isupper():
                 setattr(self, name, getattr(constants, name))
 
+    def describe(self) -> str:
+        """Where the terminal is, for messages: "the terminal at rpyc://host:port"."""
+        return f"the terminal at rpyc://{self.host}:{self.port}"
+
     # --- connection ---------------------------------------------------------------------
 
-    def _connection(self) -> Any:
+    def _connection(self, deadline: float) -> Any:
         if self._conn is None or self._conn.closed:
-            conn = classic.connect(self.host, self.port)
-            # initialize() can take a minute on a real terminal (mt5-api.md §8).
-            conn._config["sync_request_timeout"] = self.timeout
-            conn.execute(_SERVER_HELPERS)
+            # Not SocketStream.connect: its backoff loop leaks the socket of a refused
+            # connection; create_connection closes it, and takes the timeout as given.
+            sock = socket.create_connection((self.host, self.port), timeout=_left(deadline))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            stream = SocketStream(sock)
+            try:
+                # The config is the connection's from its first request on: the handshake
+                # (`conn.root` in the service's on_connect) waits no longer than the rest.
+                conn = factory.connect_stream(
+                    stream, ClassicService, config={"sync_request_timeout": _left(deadline)}
+                )
+            except BaseException:
+                stream.close()
+                raise
+            try:
+                conn._config["sync_request_timeout"] = _left(deadline)
+                conn.execute(_SERVER_HELPERS)
+            except BaseException:
+                _drop(conn)
+                raise
             self._conn = conn
         return self._conn
 
@@ -163,21 +200,33 @@ class RpycTerminal:
             self._conn = None
 
     def _eval(self, expression: str) -> Any:
+        deadline = time.monotonic() + self.timeout
         with self._lock:
-            conn = self._connection()
+            conn = None
             try:
-                return classic.obtain(conn.eval(expression))
+                conn = self._connection(deadline)
+                # initialize() can take a minute on a real terminal (mt5-api.md §8): the
+                # timeout is the operator's, for the whole call.
+                conn._config["sync_request_timeout"] = _left(deadline)
+                # Bytes cross by value: one round trip, all within the deadline (a result
+                # obtained from a netref took a second request, with a timeout of its own).
+                result = pickle.loads(conn.eval(expression))  # noqa: S301 - our own server's
+                self._lost = False
+                return result
             except (EOFError, ConnectionError, OSError):
-                # The link is gone: the next call reconnects. The caller sees the failure
-                # (an order_send that met it is ambiguous and is never replayed here).
-                with contextlib.suppress(Exception):
-                    conn.close()  # release the socket of the dead link
+                # The link is gone or timed out (rpyc's timeout is a TimeoutError, an
+                # OSError): the next call reconnects, never reading a late answer meant for
+                # this one. The caller sees the failure (an order_send that met it is
+                # ambiguous and is never replayed here).
+                if conn is not None:
+                    _drop(conn)  # release the socket of the dead link
                 self._conn = None
+                self._lost = True
                 raise
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call `mt5.<name>(*args, **kwargs)` on the server with plain-value arguments."""
-        expression = f"_ee_call({name!r}, {_literal(tuple(args))}, {_literal(kwargs)})"
+        expression = f"_ee_call_bytes({name!r}, {_literal(tuple(args))}, {_literal(kwargs)})"
         return _rebuild(self._eval(expression))
 
     def remote(self, name: str, *args: Any, **kwargs: Any) -> Any:
@@ -197,11 +246,32 @@ class RpycTerminal:
             return False
 
     def last_error(self) -> tuple[int, str]:
+        if self._lost:
+            # As the module says after its IPC link failed, and without another timeout
+            # on a terminal that just failed to answer.
+            return (-10004, "No IPC connection")
         try:
             code, text = self.call("last_error")
         except (EOFError, ConnectionError, OSError):
             return (-10004, "No IPC connection")
         return int(code), str(text)
+
+
+def _drop(conn: Any) -> None:
+    """Close a connection whose peer does not answer. rpyc's close() asks the peer to close
+    too and waits a whole request timeout for its answer: here it waits (almost) not at all."""
+    with contextlib.suppress(Exception):
+        conn._config["sync_request_timeout"] = 0.001
+        conn.close()
+
+
+def _left(deadline: float) -> float:
+    """Seconds left until `deadline`; a timeout error once none are (never 0: that would
+    make a socket non-blocking, and rpyc's wait return at once without a verdict)."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the rpyc timeout passed before the call could be made")
+    return left
 
 
 def connect_rpyc(host: str, port: int) -> Any:

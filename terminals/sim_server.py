@@ -25,6 +25,7 @@ def build_server(
     seed: int = 0,
     order_send_ms: float = 0.0,
     ipc_ms: float = 0.0,
+    state_file: str | None = None,
 ) -> tuple[ThreadedServer, SimulatedTerminal]:
     if host not in LOOPBACK:
         # The classic protocol executes arbitrary code: never listen beyond this machine.
@@ -34,6 +35,7 @@ def build_server(
         order_send_latency=order_send_ms / 1000.0,
         order_check_latency=order_send_ms / 1000.0,
         ipc_latency=ipc_ms / 1000.0,
+        state_file=state_file,
     )
     sys.modules["MetaTrader5"] = sim  # type: ignore[assignment]
     server = ThreadedServer(
@@ -53,9 +55,11 @@ def serve(
     order_send_ms: float = 0.0,
     ipc_ms: float = 0.0,
     ready: Callable[[int], None] | None = None,
+    state_file: str | None = None,
 ) -> None:
-    """Serve until interrupted; `ready(port)` is called once the socket listens."""
-    server, _ = build_server(host, port, seed, order_send_ms, ipc_ms)
+    """Serve until interrupted; `ready(port)` is called once the socket listens. With
+    `state_file`, the account's state survives a restart (see `terminals._sim_state`)."""
+    server, _ = build_server(host, port, seed, order_send_ms, ipc_ms, state_file)
     # rpyc only listens in start(); listen now, so a client that connects as soon as it
     # reads the ready line is queued, not refused (start() listening again is harmless).
     server.listener.listen(server.backlog)

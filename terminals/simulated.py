@@ -43,6 +43,7 @@ from terminals._sim_history import HistoryFilter, check_filters
 from terminals._sim_ledger import Ledger
 from terminals._sim_market import Market, SymbolState, build_symbols
 from terminals._sim_requests import CALL_FAILED, NO_IPC, NOT_FOUND, CallError, invalid
+from terminals._sim_state import StateFile, restore, snapshot
 from terminals._sim_trading import TradeDesk
 from terminals.base import Terminal
 from terminals.types import (
@@ -88,6 +89,8 @@ class SimulatedTerminal(SimControls, Terminal):
         slippage_points: Largest slippage, either way, of a Market-execution fill.
         comment_limit: Longest accepted request comment; longer gives ``None``.
         build: Terminal build reported by ``version()`` and ``terminal_info()``.
+        state_file: Where the account's state is kept across restarts (``_sim_state``):
+            loaded here if it exists, written whenever a call changed it.
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class SimulatedTerminal(SimControls, Terminal):
         slippage_points: int = 0,
         comment_limit: int = 31,
         build: int = 5430,
+        state_file: str | None = None,
     ) -> None:
         if margin_mode not in (
             c.ACCOUNT_MARGIN_MODE_RETAIL_NETTING,
@@ -130,6 +134,10 @@ class SimulatedTerminal(SimControls, Terminal):
             self._market, self._ledger, self._now_msc,
             seed=seed, slippage_points=slippage_points, comment_limit=comment_limit,
         )  # fmt: skip
+        self._state = StateFile(state_file) if state_file else None
+        saved = self._state.read() if self._state is not None else None
+        if saved is not None:
+            self._desk.restore(*restore(self._ledger, saved))
 
     # == the MetaTrader5 API ============================================================
 
@@ -312,6 +320,9 @@ class SimulatedTerminal(SimControls, Terminal):
                     result = failed
                     self._last_error = (exc.code, exc.message)
                 summary = _summarize(result, self._last_error)
+                if self._state is not None:
+                    # Before the answer leaves: nothing acknowledged is lost to a SIGKILL.
+                    self._state.write(snapshot(self._ledger, *self._desk.persistent()))
             _sleep(delay)
             return result
         finally:

@@ -15,7 +15,12 @@ from api.deps import ConfigDep, FacadeDep, TraderDep, ViewerDep, WaitersDep
 from api.errors import ErrorBody
 from api.schemas import EXECUTION_ID_PATTERN, SYMBOL_PATTERN, ExecutionAccepted
 from core.enums import ExecutionStatus
-from core.errors import PersistenceUnavailableError
+from core.errors import (
+    ActorUnavailableError,
+    ExecutionEngineError,
+    PersistenceUnavailableError,
+    TerminalDisconnectedError,
+)
 from core.models import MAX_SYMBOL_LENGTH, ExecutionConfirmation, ExecutionLog, RPMOutput
 
 router = APIRouter(tags=["executions"])
@@ -93,9 +98,29 @@ async def _recorded(facade: ExecutionFacade, decision_id: str) -> ExecutionLog:
                 return record
             await anyio.sleep(delay)
             delay = min(delay * 2, 0.25)
-    raise PersistenceUnavailableError(
-        f"execution of decision {decision_id!r} is not recorded yet; "
-        "send the same message again to learn its outcome (it is idempotent)"
+    raise await run_blocking(_why_unrecorded, facade, decision_id)
+
+
+def _why_unrecorded(facade: ExecutionFacade, decision_id: str) -> ExecutionEngineError:
+    """The real cause of an execution still unrecorded after the wait. It is written with
+    its first status change, after validation, which asks the terminal: a terminal that does
+    not answer keeps it unrecorded as surely as a failing database does."""
+    again = "send the same message again to learn its outcome (it is idempotent)"
+    report = facade.health()
+    database, broker = report["database"], report["broker"]
+    if not database.get("ok") or database.get("journal_error"):
+        return PersistenceUnavailableError(
+            f"execution of decision {decision_id!r} is not recorded yet: the database is "
+            f"not taking writes; {again}"
+        )
+    if broker.get("terminal_answering") is False or broker.get("connected") is False:
+        return TerminalDisconnectedError(
+            f"execution of decision {decision_id!r} is not recorded yet: it is waiting for "
+            f"the terminal ({broker.get('terminal')}); {again}"
+        )
+    return ActorUnavailableError(
+        f"execution of decision {decision_id!r} is not recorded yet (the engine is busy); {again}",
+        actor="order",
     )
 
 

@@ -66,6 +66,8 @@ def summarize(report: dict[str, Any]) -> HealthOut:
         if name != "orders"
     }
     connected = report["broker"].get("connected")
+    if report["broker"].get("terminal_answering") is False:
+        connected = False  # a frozen terminal is no connected one
     database_ok = bool(report["database"]["ok"])
     healthy = database_ok and connected is not False and all(s == ALIVE for s in actors.values())
     return HealthOut(

@@ -115,7 +115,8 @@ def _journal(url: str) -> list[tuple[str, str]]:
     db = create_db_engine(url)
     with db.connect() as connection:
         rows = connection.exec_driver_sql(
-            "SELECT event_type, payload FROM execution_events ORDER BY sequence"
+            "SELECT event_type, payload FROM execution_events "
+            "WHERE event_type <> 'TERMINAL_IDENTIFIED' ORDER BY sequence"
         ).all()
     db.dispose()
     return [(str(event_type), str(payload)) for event_type, payload in rows]

@@ -464,3 +464,33 @@ def test_a_stopped_engine_answers_503(tmp_path: Path) -> None:
         response = client.post("/execute", headers=TRADER, json=rpm_message())
         assert response.status_code == 503
         assert response.json()["code"] == "ENGINE_STOPPED"
+
+
+def test_execute_names_a_terminal_that_does_not_answer_not_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11, item 14: with the terminal frozen, POST /execute answered 503
+    PERSISTENCE_UNAVAILABLE although the database was fine. The execution is unrecorded
+    because its validation waits for the terminal: the error says so."""
+    import api.routes.executions as executions
+
+    monkeypatch.setattr(executions, "_RECORD_GRACE_SECONDS", 0.5)
+    sim = SimulatedTerminal(seed=7)
+    config = ApiConfig(execute_wait_seconds=0.3)
+    with engine_and_app(tmp_path, terminal=sim, config=config, terminal_wait_seconds=1.0) as (
+        _,
+        app,
+    ):
+        client = ApiClient(app)
+        sim.set_latency(ipc=2.0)  # every call takes 2 s: the terminal answers nothing
+        try:
+            response = client.post("/execute", json=rpm_message("frozen"), headers=bearer("trader"))
+        finally:
+            sim.set_latency(ipc=0.0)
+            client.close()
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["code"] == "TERMINAL_DISCONNECTED", body
+    assert "the simulated terminal has not answered" in body["message"]
+    assert "database" not in body["message"]

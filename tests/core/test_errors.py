@@ -25,6 +25,7 @@ from core.errors import (
     TerminalDisconnectedError,
     TerminalError,
     TerminalNotReadyError,
+    TicketConflictError,
     TradingHaltedError,
 )
 
@@ -47,6 +48,7 @@ PARENTS: dict[type[ExecutionEngineError], type[Exception]] = {
     PersistenceError: ExecutionEngineError,
     PersistenceUnavailableError: PersistenceError,
     JournalIntegrityError: PersistenceError,
+    TicketConflictError: PersistenceError,
     ReconciliationError: ExecutionEngineError,
     EngineStoppedError: ExecutionEngineError,
     ActorUnavailableError: ExecutionEngineError,
@@ -66,6 +68,7 @@ SAMPLES: list[ExecutionEngineError] = [
     PersistenceError(),
     PersistenceUnavailableError("database is locked"),
     JournalIntegrityError(sequence=42),
+    TicketConflictError(ticket=50_000_001, owner="exec_1", claimant="exec_2"),
     ReconciliationError("order 7 not found"),
     EngineStoppedError(),
     ActorUnavailableError(actor="broker"),
@@ -107,6 +110,7 @@ def test_codes_are_unique() -> None:
         (ConfigurationError, "CONFIGURATION_ERROR"),
         (PersistenceUnavailableError, "PERSISTENCE_UNAVAILABLE"),
         (JournalIntegrityError, "JOURNAL_INTEGRITY"),
+        (TicketConflictError, "TICKET_CONFLICT"),
         (TradingHaltedError, "TRADING_HALTED"),
     ],
 )

@@ -68,6 +68,7 @@ DEFAULTS: dict[str, Any] = {
     "restart_intensity": 5,
     "restart_period_seconds": 10.0,
     "disconnect_halt_seconds": 30.0,
+    "terminal_wait_seconds": 10.0,
     "gc_freeze_on_start": True,
     "audit_key": None,
     "audit_checkpoint_seconds": 60.0,

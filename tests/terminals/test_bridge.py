@@ -8,11 +8,15 @@ teardown terminates it (then kills it after a bounded wait).
 
 from __future__ import annotations
 
+import os
 import queue
+import signal
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,11 +43,11 @@ CALL_TIMEOUT = 10.0
 class ServedSimulator:
     """`execution-engine simulator serve --port 0` in a subprocess."""
 
-    def __init__(self, seed: int, log: Path) -> None:
+    def __init__(self, seed: int, log: Path, port: int = 0, args: Sequence[str] = ()) -> None:
         self._stderr = log.open("w", encoding="utf-8")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "simulator", "serve", "--port", "0",
-             "--seed", str(seed)],
+            [sys.executable, "-m", "api.cli", "simulator", "serve", "--port", str(port),
+             "--seed", str(seed), *args],
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -242,6 +246,55 @@ def test_a_dead_server_is_an_ipc_error_not_a_crash(serve: Serve) -> None:
         bridge.symbol_info("EURUSD")
     assert bridge.initialize() is False
     assert bridge.last_error() == (-10004, "No IPC connection")
+
+
+def test_the_timeout_bounds_connect_handshake_and_every_call() -> None:
+    """A server that accepts and never answers (a frozen terminal: the kernel completes the
+    TCP handshake from the listen backlog): each call, and each reconnect, fails within the
+    timeout. rpyc's own classic.connect waited its default 30 s in the handshake."""
+    timeout = 0.5
+    with socket.create_server(("127.0.0.1", 0)) as frozen:
+        bridge = RpycTerminal(port=frozen.getsockname()[1], timeout=timeout)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            bridge.symbol_info("EURUSD")
+        took = [time.monotonic() - started]
+        started = time.monotonic()
+        assert bridge.initialize() is False  # a reconnect: TCP, handshake, all bounded
+        took.append(time.monotonic() - started)
+        started = time.monotonic()
+        # The link just failed: the module's answer, without another timeout.
+        assert bridge.last_error() == (-10004, "No IPC connection")
+        last_error_took = time.monotonic() - started
+        bridge.close()
+
+    assert all(timeout * 0.9 <= t < timeout + 0.4 for t in took), took
+    assert last_error_took < 0.1
+
+
+def test_a_call_on_a_frozen_terminal_fails_within_the_timeout(serve: Serve) -> None:
+    """A live link whose terminal then freezes (SIGSTOP): the call in flight, and the
+    reconnect after it, each fail within the timeout. The first call took two timeouts (its
+    result was fetched by a second request) and dropping the link a third (rpyc's close()
+    waits for the peer's answer)."""
+    server, _ = serve()
+    timeout = 0.5
+    bridge = RpycTerminal(port=server.port, timeout=timeout)
+    assert bridge.initialize() is True
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            bridge.symbol_info_tick("EURUSD")
+        took = [time.monotonic() - started]
+        started = time.monotonic()
+        assert bridge.initialize() is False
+        took.append(time.monotonic() - started)
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+    bridge.close()
+
+    assert all(t < timeout + 0.3 for t in took), took
 
 
 # --- the BrokerActor over the bridge -------------------------------------------------------

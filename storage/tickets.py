@@ -1,0 +1,71 @@
+"""No order ticket is ever stored on two executions.
+
+A terminal that lost its history (a restarted simulator; a real terminal pointed at a new
+account) hands out tickets it handed out before. Storing such a ticket on a second
+execution would make two executions claim one order, and reconciliation would settle
+both on it. `TicketClaims` checks every projection that carries an `order_id` before the
+write: a ticket another execution holds refuses the write (`TicketConflictError`).
+
+Each execution claims its ticket once, so the check reads the database only for tickets
+not seen before (one indexed query per batch that has any); the single writer keeps the
+owners it has seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Engine, select
+
+from core.errors import TicketConflictError
+from storage.schema import execution_logs
+from storage.writer import WriteOp
+
+_MAX_KNOWN = 200_000
+"""Owners kept in memory; past this the map starts again (the database still knows them)."""
+
+
+class TicketClaims:
+    """The ticket -> execution map of one writer (not thread-safe: the writer's thread)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._owner: dict[int, str] = {}
+
+    def check(self, ops: Sequence[WriteOp]) -> dict[int, str]:
+        """The batch's claims; raises `TicketConflictError` if one is another's ticket."""
+        claims: dict[int, str] = {}
+        for op in ops:
+            record = op.projection
+            if record is None or not record.order_id:
+                continue
+            first = claims.setdefault(record.order_id, record.execution_id)
+            if first != record.execution_id:
+                raise TicketConflictError(
+                    ticket=record.order_id, owner=first, claimant=record.execution_id
+                )
+        unknown = [ticket for ticket in claims if ticket not in self._owner]
+        if unknown:
+            self._load(unknown)
+        for ticket, claimant in claims.items():
+            owner = self._owner.get(ticket)
+            if owner is not None and owner != claimant:
+                raise TicketConflictError(ticket=ticket, owner=owner, claimant=claimant)
+        return claims
+
+    def written(self, claims: dict[int, str]) -> None:
+        """The batch committed: its claims are the owners now."""
+        if len(self._owner) + len(claims) > _MAX_KNOWN:
+            self._owner.clear()
+        self._owner.update(claims)
+
+    def _load(self, tickets: list[int]) -> None:
+        query = select(execution_logs.c.order_id, execution_logs.c.execution_id).where(
+            execution_logs.c.order_id.in_(tickets)
+        )
+        with self._engine.connect() as connection:
+            for ticket, execution_id in connection.execute(query):
+                self._owner.setdefault(int(ticket), str(execution_id))
+
+
+__all__ = ["TicketClaims"]
