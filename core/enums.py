@@ -103,6 +103,10 @@ class RejectionReason(StrEnum):
     INTERNAL_ERROR = "INTERNAL_ERROR"
     INVALID_INPUT = "INVALID_INPUT"
     """The RPM message broke a rule of the message itself (the details name the field)."""
+    REDUCE_ONLY = "REDUCE_ONLY"
+    """Trading is REDUCING and the trade would open (or add to) a position: nothing sent."""
+    INVALID_STOPS = "INVALID_STOPS"
+    """The stop-loss or take-profit is on the wrong side or inside the symbol's stops level."""
 
 
 class RetcodeClass(StrEnum):
@@ -122,7 +126,36 @@ class PartialFillPolicy(StrEnum):
 
 
 class TradingState(StrEnum):
-    """The engine-wide kill switch."""
+    """The engine-wide kill switch: ACTIVE, REDUCING (only trades that reduce positions may
+    be sent), HALTED (nothing is sent)."""
 
     ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"
     HALTED = "HALTED"
+
+
+class LegAction(StrEnum):
+    """One order_send of an execution: CLOSE a position by its ticket (fully or partly), or
+    OPEN: a plain deal with no position ticket (on a netting account MT5 nets it itself)."""
+
+    CLOSE = "CLOSE"
+    OPEN = "OPEN"
+
+
+class PositionScope(StrEnum):
+    """Which open positions the engine counts as its own (`EE_POSITION_SCOPE`)."""
+
+    ENGINE = "engine"
+    """Only those carrying this engine's magic."""
+    ACCOUNT = "account"
+    """Every position on the account, whoever opened it."""
+
+
+class OppositePolicy(StrEnum):
+    """What a trade opposite to open positions does on a hedging account
+    (`EE_OPPOSITE_POSITIONS`)."""
+
+    REDUCE = "reduce"
+    """Close them oldest first (FIFO), open a new position only for the remainder."""
+    HEDGE = "hedge"
+    """Open a new position beside them."""

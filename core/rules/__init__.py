@@ -26,6 +26,13 @@ from core.rules.filling import (
     filling_modes,
 )
 from core.rules.margin import margin_check, required_margin
+from core.rules.positions import (
+    LegPlan,
+    OpenPosition,
+    PositionPlan,
+    owned_positions,
+    plan_position_effect,
+)
 from core.rules.prices import deviation_points, pip_size, slippage_pips, spread_pips, vwap
 from core.rules.reconcile import SendFate, absence_proven, reconcile_backoff
 from core.rules.retcodes import (
@@ -73,6 +80,9 @@ __all__ = [
     "TRADE_RETCODE_TOO_MANY_REQUESTS",
     "VOLUME_STEP_TOLERANCE",
     "Denied",
+    "LegPlan",
+    "OpenPosition",
+    "PositionPlan",
     "SendFate",
     "absence_proven",
     "backoff_seconds",
@@ -84,7 +94,9 @@ __all__ = [
     "lots_to_units",
     "make_client_id",
     "margin_check",
+    "owned_positions",
     "pip_size",
+    "plan_position_effect",
     "reconcile_backoff",
     "required_margin",
     "retcode_name",
