@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+from core.enums import TradingState
+
 T = TypeVar("T")
 
 
@@ -24,6 +26,7 @@ class TradingSwitch:
         self._lock = threading.Lock()
         self._gate = threading.Lock()
         self._halted = halted
+        self._reducing = False
         self._reason = reason
 
     @property
@@ -31,16 +34,31 @@ class TradingSwitch:
         return self._halted
 
     @property
+    def reducing(self) -> bool:
+        """REDUCING: only sends that reduce positions may go out (`sending(reduces=True)`)."""
+        return self._reducing and not self._halted
+
+    @property
+    def state(self) -> TradingState:
+        if self._halted:
+            return TradingState.HALTED
+        return TradingState.REDUCING if self._reducing else TradingState.ACTIVE
+
+    @property
     def reason(self) -> str:
         return self._reason
 
-    def set(self, halted: bool, reason: str = "", wait: float = 30.0) -> bool:
-        """Change the state. A halt then waits up to `wait` seconds for an `order_send` in
-        progress to return; False when one was still running (it started before the halt)."""
+    def set(
+        self, halted: bool, reason: str = "", wait: float = 30.0, *, reducing: bool = False
+    ) -> bool:
+        """Change the state (`reducing` only counts when not halted). A halt, or a switch to
+        REDUCING, then waits up to `wait` seconds for an `order_send` in progress to return;
+        False when one was still running (it started before the change)."""
         with self._lock:
             self._halted = halted
+            self._reducing = reducing and not halted
             self._reason = reason
-        if not halted:
+        if not (halted or reducing):
             return True
         if self._gate.acquire(timeout=wait):
             self._gate.release()
@@ -48,10 +66,11 @@ class TradingSwitch:
         return False
 
     @contextmanager
-    def sending(self) -> Iterator[bool]:
-        """Hold the gate around one `order_send`; yields False (send nothing) when halted."""
+    def sending(self, *, reduces: bool = False) -> Iterator[bool]:
+        """Hold the gate around one `order_send`; yields False (send nothing) when halted,
+        or when REDUCING and this send does not only reduce a position (`reduces`)."""
         with self._gate:
-            yield not self._halted
+            yield not self._halted and (reduces or not self._reducing)
 
 
 class MarginBook:
