@@ -45,7 +45,7 @@ from typing import Any
 import pykka
 from sqlalchemy import Engine
 
-from actors._checkpoints import AuditCheckpointer
+from actors._checkpoints import AuditCheckpointer, journal_tail_problem
 from actors._children import Child, Children, ChildState, RestartWindow
 from actors._corrections import LateAppearances
 from actors._failures import is_own_failure
@@ -272,6 +272,9 @@ class Supervisor:
         acknowledged order is missing) and the persisted state was not HALTED.
         """
         check_audit_key(self.db, self.audit_key)
+        tail_problem = journal_tail_problem(self.db, self.checkpoints.file, self.audit_key)
+        if tail_problem is not None:
+            log.critical("audit journal does not match its last checkpoint: %s", tail_problem)
         known = self.repository.last_engine_event(TERMINAL_IDENTIFIED)
         self.identity.set_known(known.payload.get("identity") if known is not None else None)
         self.children.start_all()
@@ -299,7 +302,10 @@ class Supervisor:
             log.info("startup recovery: %s", report.summary())
         if report.waiting:
             self.orders.adopt(report.waiting)  # the recovery thread looks again, with back-off
-        if self._identity_error is not None:
+        if tail_problem is not None:
+            why = f"audit journal does not match its last checkpoint: {tail_problem}"
+            self.halt(why, SUPERVISOR)
+        elif self._identity_error is not None:
             self.halt(self._identity_error, SUPERVISOR)
         elif report.failures:
             self.halt(f"reconciliation failed at start: {report.error()}", SUPERVISOR)
