@@ -460,6 +460,7 @@ class BrokerActor(FastInbox):
             trade_exemode=int(info.trade_exemode),
             filling_mode=int(info.filling_mode),
             visible=True,
+            trade_stops_level=int(info.trade_stops_level),
         )
         self._specs[symbol] = spec
         return spec, ""
@@ -618,6 +619,11 @@ class BrokerActor(FastInbox):
             "type_time": self._t.ORDER_TIME_GTC,
             "type_filling": int(filling),
         }
+        # Stops the broker holds on the position it opens; absent, the request is as before.
+        if request.stop_loss is not None:
+            order_request["sl"] = float(request.stop_loss)
+        if request.take_profit is not None:
+            order_request["tp"] = float(request.take_profit)
         if self._closed:
             return not_sent(self._closed)  # replaced meanwhile: it never talks again
         if self._switch is None:

@@ -31,6 +31,7 @@ from actors.messages import (
     NewExecution,
     OrderFinding,
     Preflight,
+    Quote,
     Rewatch,
     SendOutcome,
     SendTrace,
@@ -48,7 +49,7 @@ from core.enums import (
     can_transition,
 )
 from core.errors import PersistenceError, PersistenceUnavailableError, ReconciliationError
-from core.models import ExecutionConfirmation, ExecutionLog, ExecutionRequest
+from core.models import ApprovedTrade, ExecutionConfirmation, ExecutionLog, ExecutionRequest
 from core.rules import (
     Denied,
     SendFate,
@@ -62,6 +63,7 @@ from core.rules import (
     retcode_name,
     slippage_pips,
     spread_pips,
+    stops_check,
     units_to_lots,
 )
 from storage.writer import WriteOp
@@ -319,6 +321,9 @@ class OrderActor(FastInbox):
                 _R.SPREAD_TOO_WIDE,
                 f"spread {spread:.2f} pips exceeds {self._cfg.max_spread_pips} pips",
             )
+        stops = self._stops_refusal(spec, quote, direction)
+        if stops is not None:
+            return stops
         lots = units_to_lots(
             units,
             contract_size=spec.trade_contract_size,
@@ -363,6 +368,7 @@ class OrderActor(FastInbox):
             max_slippage_pips=self._cfg.max_slippage_pips,
             timeout_seconds=self._cfg.order_timeout,
             max_retries=self._cfg.max_retries,
+            **_stops_fields(trade, spec.digits),
         )
         self._order_lots = lots
         self._deadline = self._ctx.clock.monotonic() + self._cfg.order_timeout
@@ -377,6 +383,7 @@ class OrderActor(FastInbox):
                 "margin_required": required,
                 "margin_free": free,
                 "tick_time_msc": quote.time_msc,
+                **_stops_fields(trade, spec.digits),
             },
             broker_time_msc=quote.time_msc,
             defer=True,
@@ -384,6 +391,23 @@ class OrderActor(FastInbox):
             intended_price=intended,
         )
         return None
+
+    def _stops_refusal(self, spec: SymbolSpec, quote: Quote, direction: int) -> Denied | None:
+        """The approved stop-loss / take-profit against the side, quote and stops level."""
+        trade = self._job.rpm.decision.approved_trade
+        assert trade is not None
+        stops = _stops_fields(trade, spec.digits)
+        if not stops:
+            return None
+        return stops_check(
+            direction=direction,
+            stop_loss=stops.get("stop_loss"),
+            take_profit=stops.get("take_profit"),
+            bid=quote.bid,
+            ask=quote.ask,
+            point=spec.point,
+            stops_level=spec.trade_stops_level,
+        )
 
     # --- stage 4: submit (write-ahead, then order_send) ----------------------------------
 
@@ -960,6 +984,13 @@ def _trade_mode_refusal(spec: SymbolSpec, direction: int) -> str:
     if mode == _TRADE_MODE_SHORTONLY and direction > 0:
         return f"{spec.name} allows sells only"
     return ""
+
+
+def _stops_fields(trade: ApprovedTrade, digits: int) -> dict[str, float]:
+    """The trade's stops as the broker takes them (rounded to the symbol's digits), by
+    field name; empty without stops, so nothing about such a trade changes."""
+    stops = {"stop_loss": trade.stop_loss, "take_profit": trade.take_profit}
+    return {name: round(float(v), digits) for name, v in stops.items() if v is not None}
 
 
 def _outcome_payload(outcome: SendOutcome) -> dict[str, Any]:

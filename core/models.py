@@ -110,6 +110,10 @@ class ApprovedTrade(_FrozenOpen):
     confidence_score: Fraction | None = None
     atr: NonNegativeFinite | None = None
     intended_price: Price | None = None
+    stop_loss: Price | None = None
+    """Absolute price of a stop-loss the broker holds on the position the trade opens."""
+    take_profit: Price | None = None
+    """Absolute price of a take-profit the broker holds on the position the trade opens."""
 
     @field_validator("symbol")
     @classmethod
@@ -284,6 +288,10 @@ class ExecutionRequest(_Frozen):
     max_slippage_pips: float
     timeout_seconds: float
     max_retries: int
+    stop_loss: float | None = None
+    """Sent as ``sl`` (rounded to the symbol's digits); only by a trade that opens."""
+    take_profit: float | None = None
+    """Sent as ``tp`` (rounded to the symbol's digits); only by a trade that opens."""
 
 
 class ExecutionLog(_Frozen):
