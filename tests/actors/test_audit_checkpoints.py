@@ -14,8 +14,8 @@ from storage.checkpoint import Checkpoint
 from storage.db import create_db_engine
 from storage.journal import AuditKey, read_tail, verify_chain
 from tests.actors.conftest import EngineFactory, rpm
-from tests.storage.conftest import disable_journal_guard
 from tests.helpers import eventually
+from tests.storage.conftest import disable_journal_guard
 
 SECRET = "engine-audit-key-0123456789"
 
