@@ -63,6 +63,7 @@ from actors._supervised import (
 )
 from actors._terminal_identity import TERMINAL_IDENTIFIED, Identity, IdentityGuard
 from actors._terminal_watch import TerminalWatch, describe_terminal
+from actors.alerts import alerts_from_settings
 from actors.broker import BrokerConfig
 from actors.messages import Halt, InjectFault, NewExecution, Rewatch
 from actors.metrics import EngineMetrics
@@ -179,6 +180,12 @@ class Supervisor:
             self.persistence_ref, clock, cfg.ask_timeout, self._recovery_wake.set
         )
         self.switch = self.kill_switch.switch
+        self.alerts = alerts_from_settings(settings, clock, metrics, [db.url.password or ""])
+        """Webhook alerts (EE_ALERT_WEBHOOK_URL); `alerts.alert(kind, text, **fields)`."""
+        self.kill_switch.on_change = self.alerts.state_changed
+        self._disconnect_alerted = False
+        if metrics is not None:
+            metrics.bind_terminal(self._disconnected_for)
         self.audit_key, self.checkpoints = _audit(settings, clock, metrics)
 
         def persistence(hooks: ChildHooks) -> pykka.ActorRef[Any]:
@@ -271,6 +278,7 @@ class Supervisor:
         afterwards only when no reconciliation failed (the terminal answered, no broker-
         acknowledged order is missing) and the persisted state was not HALTED.
         """
+        self.alerts.start()
         check_audit_key(self.db, self.audit_key)
         tail_problem = journal_tail_problem(self.db, self.checkpoints.file, self.audit_key)
         if tail_problem is not None:
@@ -298,6 +306,7 @@ class Supervisor:
                 present=present,
             )
         self.last_recovery = report
+        self._reconciled(report, "at start")
         if report.examined:
             log.info("startup recovery: %s", report.summary())
         if report.waiting:
@@ -423,14 +432,15 @@ class Supervisor:
         if self.switch.halted:
             return
         if self.children.escalated:
+            self.alerts.alert("restart_intensity", self.children.escalated)
             self.halt(self.children.escalated, SUPERVISOR, automatic=True)
         elif self.window.exceeded():
-            self.halt(
+            why = (
                 f"restart intensity exceeded: more than {self.window.intensity} restarts "
-                f"and actor crashes within {self.window.period:g} s",
-                SUPERVISOR,
-                automatic=True,
+                f"and actor crashes within {self.window.period:g} s"
             )
+            self.alerts.alert("restart_intensity", why, restarts=self.window.count())
+            self.halt(why, SUPERVISOR, automatic=True)
         elif self._journal_error is not None:
             self.halt(f"journal writes failing: {self._journal_error}", SUPERVISOR, automatic=True)
         elif self._identity_error is not None:
@@ -475,11 +485,20 @@ class Supervisor:
         self._connected = connected
         if connected:
             self._disconnected_since = None
+            self._disconnect_alerted = False
             return
         if self._disconnected_since is None:
             self._disconnected_since = now
             return
         down = now - self._disconnected_since
+        if down >= self.config.disconnect_halt_after and not self._disconnect_alerted:
+            self._disconnect_alerted = True  # once per outage, halted already or not
+            self.alerts.alert(
+                "terminal_disconnected",
+                f"terminal disconnected for {down:.1f} s "
+                f"(limit {self.config.disconnect_halt_after:g} s)",
+                seconds=round(down, 1),
+            )
         if down >= self.config.disconnect_halt_after and not self.switch.halted:
             self.halt(
                 f"terminal disconnected for {down:.1f} s "
@@ -514,6 +533,8 @@ class Supervisor:
     def _journal_result(self, exc: BaseException | None) -> None:
         """From the PersistenceActor's thread: never blocks, never writes. A failure stays
         noted (and trading halted) until `resume()`."""
+        if exc is not None:
+            self._journal_failed(exc)
         if isinstance(exc, TicketConflictError):
             log.critical("%s", exc.message)  # loud: the terminal reused a ticket
             self._identity_error = exc.message  # halts; an admin's resume decides
@@ -521,6 +542,26 @@ class Supervisor:
         elif exc is not None:
             self._journal_error = str(exc)
             self._wake.set()
+
+    def _journal_failed(self, exc: BaseException) -> None:
+        if self._metrics is not None:
+            self._metrics.journal_failed()
+        self.alerts.alert("journal_write_failure", f"journal write failed: {exc}")
+
+    def _reconciled(self, report: RecoveryReport, when: str) -> None:
+        if not report.failures:
+            return
+        if self._metrics is not None:
+            self._metrics.reconcile_failed(len(report.failures))
+        self.alerts.alert(
+            "reconciliation_failed",
+            f"reconciliation failed {when}: {report.error()}",
+            executions=len(report.failures),
+        )
+
+    def _disconnected_for(self) -> float:
+        since = self._disconnected_since
+        return 0.0 if since is None else max(time.monotonic() - since, 0.0)
 
     # --- the recovery thread --------------------------------------------------------------
 
@@ -559,6 +600,7 @@ class Supervisor:
             return
         with self._reconcile_lock:
             report = self.reconciler.run(orphans, wait=False, stop=self._stopping)
+        self._reconciled(report, "in the background")
         self.orders.settled(set(orphans) - set(report.waiting) - set(report.failures))
         if report.resolved:
             log.info("recovered orphan executions: %s", report.summary())
@@ -629,6 +671,7 @@ class Supervisor:
             ]
             with self._reconcile_lock:
                 report = self.reconciler.run(ids, wait=False, stop=self._stopping)
+            self._reconciled(report, "at resume")
             if report.failures:
                 raise ReconciliationError(f"not resumed: reconciliation failed: {report.error()}")
             # As at start: executions still waiting for evidence are reconciled in the
@@ -749,6 +792,7 @@ class Supervisor:
                 log.warning("an order actor did not stop within %s s", timeout)
         self.children.stop_all(timeout)
         self.checkpoints.stop(timeout)  # after the writer's last commit: the final head
+        self.alerts.stop()
 
 
 def _audit(

@@ -73,6 +73,8 @@ DEFAULTS: dict[str, Any] = {
     "audit_key": None,
     "audit_checkpoint_seconds": 60.0,
     "audit_checkpoint_file": None,
+    "alert_webhook_url": None,
+    "alert_timeout_seconds": 3.0,
     "api_tokens": None,
     "log_format": "text",
     "log_level": "INFO",
@@ -459,3 +461,21 @@ def test_env_file_on_request(tmp_path: Path) -> None:
     env_file.write_text("MAX_RETRIES=9\nEE_MAGIC=12\n")
     settings = load_settings(_env_file=env_file)
     assert (settings.max_retries, settings.magic) == (9, 12)
+
+
+@pytest.mark.parametrize(
+    "urls", ["ftp://hooks.example/x-secret", "https://user:x-secret@hooks.example/p", "x-secret"]
+)
+def test_bad_alert_webhook_urls_are_refused_without_echoing_them(
+    monkeypatch: pytest.MonkeyPatch, urls: str
+) -> None:
+    monkeypatch.setenv("EE_ALERT_WEBHOOK_URL", f"https://ok.example/a,{urls}")
+    with pytest.raises(ConfigurationError, match="EE_ALERT_WEBHOOK_URL") as caught:
+        load_settings()
+    assert "x-secret" not in str(caught.value)
+
+
+def test_alert_webhook_urls_are_comma_separated_and_secret() -> None:
+    settings = load_settings(alert_webhook_url=" https://a.example/T/B/x , http://b:8080/h,")
+    assert settings.alert_webhook_urls() == ("https://a.example/T/B/x", "http://b:8080/h")
+    assert "a.example" not in repr(settings)
