@@ -200,7 +200,7 @@ class Alerts:
         """Stop delivering, after at most `timeout` seconds for what is queued (a halt
         just before shutdown still goes out; a hanging webhook delays shutdown no more)."""
         deadline = time.monotonic() + timeout  # real time, whatever clock is injected
-        while not self.idle() and time.monotonic() < deadline:
+        while self._started and not self.idle() and time.monotonic() < deadline:
             if self.stopping.wait(0.02):
                 break
         self.stopping.set()
