@@ -128,8 +128,8 @@ class EngineMetrics:
         )
         self.reconcile_failures = Counter(
             "ee_reconcile_failures",
-            "Executions a reconciliation pass could not reconcile (at start, in the "
-            "background or at resume).",
+            "Failed attempts to reconcile an execution (one per execution per pass: at "
+            "start, in the background, at resume).",
             registry=r,
         )
         self.terminal_disconnected = Gauge(

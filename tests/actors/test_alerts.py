@@ -21,6 +21,7 @@ from core.errors import PersistenceUnavailableError
 from terminals.simulated import SimulatedTerminal
 from tests.actors._webhook import Receiver, receiving
 from tests.actors.conftest import EngineFactory, rpm
+from tests.actors.test_recovery import seed
 from tests.api._support import TOKEN_OF, TOKENS, ApiClient, bearer, engine_and_app
 from tests.helpers import eventually
 
@@ -165,6 +166,29 @@ def test_a_long_disconnect_and_a_journal_failure_are_pushed(
     failures = engine.metrics.registry.get_sample_value("ee_journal_write_failures_total")
     assert failures is not None
     assert failures >= 1
+
+
+def test_a_failed_reconciliation_at_start_is_pushed_and_counted(
+    make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    # A SUBMITTED execution whose broker-acknowledged order the terminal does not know.
+    seed(
+        f"sqlite:///{tmp_path / 'engine.db'}",
+        "e-lost",
+        [ExecutionStatus.SUBMITTING, ExecutionStatus.SUBMITTED],
+        order_id=987_654,
+    )
+    with receiving() as hook:
+        engine = make_engine(alert_webhook_url=f"{hook.url}/hook")
+        found = eventually(lambda: of_kind(hook, "reconciliation_failed"), what="the alert")
+        halt = eventually(lambda: of_kind(hook, "halt"), what="the halt")
+    assert "reconciliation failed at start: e-lost" in found["text"]
+    assert found["fields"] == {"executions": 1}
+    assert "reconciliation failed at start" in halt["fields"]["reason"]
+    failed = engine.metrics.registry.get_sample_value("ee_reconcile_failures_total")
+    assert failed is not None
+    assert failed >= 1  # once per execution per pass: the background passes retry it
+    assert len([m for m in hook.messages if m["kind"] == "reconciliation_failed"]) == 1
 
 
 def test_secrets_are_masked_and_repeating_conditions_are_not_a_flood() -> None:
