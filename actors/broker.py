@@ -46,6 +46,7 @@ from core.enums import RetcodeClass
 from core.errors import ReconciliationError
 from core.models import ExecutionRequest
 from core.rules import choose_filling, classify_last_error, classify_retcode
+from core.rules.positions import OpenPosition
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ _IPC_ERRORS = frozenset({-10001, -10002, -10003, -10004, -10005})
 _RETCODE_INVALID_FILL = 10030
 _RETCODE_MARKET_CLOSED = 10018
 _RETCODE_TRADE_DISABLED = 10017
+_NETTING = 0
+_HEDGING = 2  # ACCOUNT_MARGIN_MODE_RETAIL_HEDGING
 _ORDER_STATE_STARTED = 0
 _ORDER_STATE_PLACED = 1
 _ORDER_STATE_REQUEST_ADD = 7
@@ -191,6 +194,9 @@ class BrokerActor(FastInbox):
         self._account: WindowCache[str, Any] = WindowCache(config.account_window, clock.monotonic)
         self._margin: WindowCache[tuple[str, int], float] = WindowCache(
             config.margin_window, clock.monotonic
+        )
+        self._open_positions: WindowCache[str, tuple[OpenPosition, ...]] = WindowCache(
+            config.tick_window, clock.monotonic
         )
         self._closed_until: dict[str, float] = {}
         self._open_checked: set[str] = set()
@@ -409,7 +415,30 @@ class BrokerActor(FastInbox):
             margin_per_lot=margin,
             margin_free=float(account.margin_free),
             market_closed=closed,
+            hedging=int(getattr(account, "margin_mode", _NETTING)) == _HEDGING,
+            positions=self._positions(symbol),
         )
+
+    def _positions(self, symbol: str) -> tuple[OpenPosition, ...] | None:
+        """The symbol's open positions, coalesced like ticks; every send forgets them."""
+        cached = self._open_positions.get(symbol)
+        if cached is not None:
+            return cached
+        rows, err = self._info("positions_get", symbol=symbol)
+        if rows is None and err is not None and err[0] != 1:
+            return None
+        positions = tuple(
+            OpenPosition(
+                ticket=int(p.ticket),
+                type=int(p.type),
+                volume=float(p.volume),
+                time_msc=int(p.time_msc),
+                magic=int(p.magic),
+                symbol=str(p.symbol),
+            )
+            for p in (rows or ())
+        )
+        return self._open_positions.put(symbol, positions)
 
     def _readiness(self) -> tuple[Any, Any, str]:
         terminal = self._account.get("terminal")
@@ -618,13 +647,15 @@ class BrokerActor(FastInbox):
             "type_time": self._t.ORDER_TIME_GTC,
             "type_filling": int(filling),
         }
+        if request.position:
+            order_request["position"] = int(request.position)  # close exactly this position
         if self._closed:
             return not_sent(self._closed)  # replaced meanwhile: it never talks again
         if self._switch is None:
             return self._send(order_request)
         # The kill switch is checked last, under its gate: a halt that returned before this
         # point is seen here, and a halt that comes later waits for this send to return.
-        with self._switch.sending() as allowed:
+        with self._switch.sending(reduces=request.reduces) as allowed:
             if not allowed:
                 return SendOutcome(klass=RetcodeClass.FINAL, retcode=None, halted=True)
             return self._send(order_request)
@@ -636,6 +667,7 @@ class BrokerActor(FastInbox):
 
     def _send(self, order_request: dict[str, Any]) -> SendOutcome:
         client_id = order_request.get("comment")
+        self._open_positions.clear()  # a send may change them: the next read is fresh
         seq = self._ledger.started(client_id, self._clock.monotonic())
         outcome = self._send_call(order_request)
         if outcome.not_sent:  # refused before order_send was called

@@ -185,6 +185,8 @@ class ExecutionFacade:
             backoff_cap=s.retry_backoff_cap_seconds,
             reconcile_window=s.reconcile_window_seconds,
             ask_timeout=s.ask_timeout_seconds,
+            position_scope=s.position_scope,
+            opposite_positions=s.opposite_positions,
         )
 
     # --- executing ----------------------------------------------------------------------

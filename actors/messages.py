@@ -16,6 +16,7 @@ import pykka
 from actors._reply import Reply
 from core.enums import RetcodeClass
 from core.models import RPMOutput
+from core.rules.positions import OpenPosition
 from core.rules.reconcile import SendFate
 
 # --- records the BrokerActor returns -------------------------------------------------------
@@ -60,6 +61,10 @@ class Preflight:
     margin_free: float | None = None
     market_closed: bool = False
     symbol_detail: str = ""
+    hedging: bool = False
+    """The account is ACCOUNT_MARGIN_MODE_RETAIL_HEDGING (positions have their own tickets)."""
+    positions: tuple[OpenPosition, ...] | None = None
+    """The open positions of the symbol (every magic); None when they could not be read."""
 
 
 @dataclass(frozen=True, slots=True)
