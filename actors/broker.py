@@ -489,6 +489,7 @@ class BrokerActor(FastInbox):
             trade_exemode=int(info.trade_exemode),
             filling_mode=int(info.filling_mode),
             visible=True,
+            trade_stops_level=int(info.trade_stops_level),
         )
         self._specs[symbol] = spec
         return spec, ""
@@ -649,6 +650,11 @@ class BrokerActor(FastInbox):
         }
         if request.position:
             order_request["position"] = int(request.position)  # close exactly this position
+        # Stops the broker holds on the position it opens; absent, the request is as before.
+        if request.stop_loss is not None:
+            order_request["sl"] = float(request.stop_loss)
+        if request.take_profit is not None:
+            order_request["tp"] = float(request.take_profit)
         if self._closed:
             return not_sent(self._closed)  # replaced meanwhile: it never talks again
         if self._switch is None:

@@ -37,6 +37,8 @@ class SymbolSpec:
     trade_exemode: int
     filling_mode: int
     visible: bool
+    trade_stops_level: int = 0
+    """Points a stop-loss / take-profit must keep from the closing price (0: none)."""
 
 
 @dataclass(frozen=True, slots=True)

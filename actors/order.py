@@ -32,6 +32,7 @@ from actors.messages import (
     NewExecution,
     OrderFinding,
     Preflight,
+    Quote,
     Rewatch,
     SendOutcome,
     SendTrace,
@@ -52,7 +53,13 @@ from core.enums import (
     can_transition,
 )
 from core.errors import PersistenceError, PersistenceUnavailableError, ReconciliationError
-from core.models import ExecutionConfirmation, ExecutionLeg, ExecutionLog, ExecutionRequest
+from core.models import (
+    ApprovedTrade,
+    ExecutionConfirmation,
+    ExecutionLeg,
+    ExecutionLog,
+    ExecutionRequest,
+)
 from core.rules import (
     Denied,
     SendFate,
@@ -66,6 +73,7 @@ from core.rules import (
     retcode_name,
     slippage_pips,
     spread_pips,
+    stops_check,
     units_to_lots,
 )
 from storage.writer import WriteOp
@@ -360,6 +368,11 @@ class OrderActor(FastInbox):
                 _R.SPREAD_TOO_WIDE,
                 f"spread {spread:.2f} pips exceeds {self._cfg.max_spread_pips} pips",
             )
+        if plan.opening_volume > 0:
+            # The stops ride on the opening leg only: a close carries none.
+            stops = self._stops_refusal(spec, quote, direction)
+            if stops is not None:
+                return stops
         required = 0.0
         free = pre.margin_free
         if plan.opening_volume > 0:
@@ -398,6 +411,7 @@ class OrderActor(FastInbox):
             max_slippage_pips=self._cfg.max_slippage_pips,
             timeout_seconds=self._cfg.order_timeout,
             max_retries=self._cfg.max_retries,
+            **_stops_fields(trade, spec.digits),
         )
         self._order_lots = self._legs[0].volume
         self._deadline = self._ctx.clock.monotonic() + self._cfg.order_timeout
@@ -414,6 +428,7 @@ class OrderActor(FastInbox):
                 "tick_time_msc": quote.time_msc,
                 "reducing_lots": plan.reducing_volume,
                 "opening_lots": plan.opening_volume,
+                **_stops_fields(trade, spec.digits),
             },
             broker_time_msc=quote.time_msc,
             defer=True,
@@ -422,6 +437,23 @@ class OrderActor(FastInbox):
             legs=self._legs,
         )
         return None
+
+    def _stops_refusal(self, spec: SymbolSpec, quote: Quote, direction: int) -> Denied | None:
+        """The approved stop-loss / take-profit against the side, quote and stops level."""
+        trade = self._job.rpm.decision.approved_trade
+        assert trade is not None
+        stops = _stops_fields(trade, spec.digits)
+        if not stops:
+            return None
+        return stops_check(
+            direction=direction,
+            stop_loss=stops.get("stop_loss"),
+            take_profit=stops.get("take_profit"),
+            bid=quote.bid,
+            ask=quote.ask,
+            point=spec.point,
+            stops_level=spec.trade_stops_level,
+        )
 
     # --- stage 4: submit (write-ahead, then order_send) ----------------------------------
 
@@ -446,6 +478,8 @@ class OrderActor(FastInbox):
                 "client_id": leg.client_id,
                 "position": leg.position_ticket,
                 "reduces": closes,
+                # sl/tp belong to the position the OPEN leg creates; a close carries none.
+                **({"stop_loss": None, "take_profit": None} if closes else {}),
             }
         )
         self._leg_request = request
@@ -1100,6 +1134,13 @@ class OrderActor(FastInbox):
 
 class InvalidTransitionError(Exception):
     """A status change not in the transition table: a bug, so the actor fails loudly."""
+
+
+def _stops_fields(trade: ApprovedTrade, digits: int) -> dict[str, float]:
+    """The trade's stops as the broker takes them (rounded to the symbol's digits), by
+    field name; empty without stops, so nothing about such a trade changes."""
+    stops = {"stop_loss": trade.stop_loss, "take_profit": trade.take_profit}
+    return {name: round(float(v), digits) for name, v in stops.items() if v is not None}
 
 
 def _outcome_payload(outcome: SendOutcome) -> dict[str, Any]:

@@ -116,6 +116,10 @@ class ApprovedTrade(_FrozenOpen):
         description="Close exactly this open position (its ticket): the direction must be "
         "opposite to it and the units at most its volume; nothing else is opened.",
     )
+    stop_loss: Price | None = None
+    """Absolute price of a stop-loss the broker holds on the position the trade opens."""
+    take_profit: Price | None = None
+    """Absolute price of a take-profit the broker holds on the position the trade opens."""
 
     @field_validator("symbol")
     @classmethod
@@ -323,6 +327,10 @@ class ExecutionRequest(_Frozen):
     """Close this position ticket (a CLOSE leg); None opens (or nets) as a plain deal."""
     reduces: bool = False
     """Only reduces a position: allowed through the REDUCING gate."""
+    stop_loss: float | None = None
+    """Sent as ``sl`` (rounded to the symbol's digits); only by a trade that opens."""
+    take_profit: float | None = None
+    """Sent as ``tp`` (rounded to the symbol's digits); only by a trade that opens."""
 
 
 class ExecutionLog(_Frozen):

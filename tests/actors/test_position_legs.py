@@ -474,3 +474,22 @@ def test_crash_before_the_open_leg_went_out_keeps_the_close_and_sends_nothing(
     assert len(deal_requests(sim)) == sent
     assert positions(sim) == []
     assert_audit_holds(engine)
+
+
+def test_stops_ride_on_the_opening_leg_only(
+    make_engine: EngineFactory, sim: SimulatedTerminal
+) -> None:
+    engine = make_engine()
+    trade(engine, 1, 1, 1.0)
+    sim.initialize()
+    stop = round(sim.symbol_info_tick("EURUSD").bid + 0.0100, 5)
+
+    flip = trade(engine, 2, -1, 1.5, stop_loss=stop)
+
+    assert flip.status is S.FILLED
+    close, opening = deal_requests(sim)[-2:]
+    assert "sl" not in close
+    assert "position" in close
+    assert opening["sl"] == stop
+    (position,) = sim.positions_snapshot()
+    assert position.sl == stop
