@@ -84,6 +84,7 @@ _S = ExecutionStatus
 _R = RejectionReason
 _RETCODE_DONE = 10009
 _RETCODE_MARKET_CLOSED = 10018
+_RETCODE_POSITION_CLOSED = 10036
 
 
 _ORDER_STATE_EXPIRED = 6
@@ -194,6 +195,8 @@ class OrderActor(FastInbox):
         """The current leg's order (its client id, lots, position ticket)."""
         self._leg_attempts = 0
         self._last_deal = 0
+        self._position_gone = False
+        """The current CLOSE leg was answered 10036: its position no longer exists."""
 
     # --- the doors ----------------------------------------------------------------------
 
@@ -556,6 +559,14 @@ class OrderActor(FastInbox):
             self._unknown(True)
             self._ticket = outcome.order or None
             self._next("reconcile")
+        elif outcome.retcode == _RETCODE_POSITION_CLOSED and self._closing():
+            # The position is gone: closed by this leg's own earlier (ambiguous) attempt,
+            # by the broker (a stop) or by someone else. Benign: look this leg's order up
+            # by its client id, never send it again (it could only fail or open anew).
+            self._position_gone = True
+            self._legs = replace_leg(self._legs, self._leg, status="UNKNOWN")
+            self._transition(_S.UNKNOWN, "POSITION_ALREADY_CLOSED", payload, legs=self._legs)
+            self._next("reconcile")
         else:
             reason = (
                 _R.MARKET_CLOSED
@@ -757,6 +768,15 @@ class OrderActor(FastInbox):
                     )
                 self._look_again()
                 return
+            if self._position_gone:
+                self._finish_without_send(
+                    _R.BROKER_REJECTED,
+                    f"position {request.position} was already closed (10036) and no order "
+                    f"of this leg (client id {request.client_id}) executed: nothing was "
+                    "closed or opened by it",
+                    {"waited_seconds": round(waited, 3), "send": trace.fate.value},
+                )
+                return
             if self._fills:
                 # Earlier legs filled: the execution keeps them (PARTIALLY_FILLED).
                 self._journal("RECONCILED_ABSENT", {"waited_seconds": round(waited, 3)})
@@ -893,6 +913,7 @@ class OrderActor(FastInbox):
         self._ticket = None
         self._last_deal = 0
         self._leg_attempts = 0
+        self._position_gone = False
         self._looks = 0
         self._fate = None
         self._absence = AbsenceClock()
@@ -915,6 +936,9 @@ class OrderActor(FastInbox):
             return True
         self._next("submit")
         return True
+
+    def _closing(self) -> bool:
+        return bool(self._legs) and self._legs[self._leg].action is LegAction.CLOSE
 
     def _ticket_of(self, leg: ExecutionLeg) -> int | None:
         return self._legs[leg.index].order_id

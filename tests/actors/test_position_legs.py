@@ -355,7 +355,7 @@ def _send(sim: SimulatedTerminal, comment: str, lots: float, direction: int, **e
             "comment": comment,
             "type_time": sim.ORDER_TIME_GTC,
             "type_filling": choose_filling(info.filling_mode, info.trade_exemode),
-            **extra,
+            **extra,  # a position ticket to close, another magic
         }
     )
     assert result is not None
@@ -493,3 +493,36 @@ def test_stops_ride_on_the_opening_leg_only(
     assert opening["sl"] == stop
     (position,) = sim.positions_snapshot()
     assert position.sl == stop
+
+
+class _StalePositions:
+    """The simulator, but `positions_get` also lists a position that is already gone (the
+    broker's stop closed it after the read): a hand-written fake around the real thing."""
+
+    def __init__(self, sim: SimulatedTerminal, phantom: Any) -> None:
+        self._sim = sim
+        self._phantom = phantom
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sim, name)
+
+    def positions_get(self, **kwargs: Any) -> Any:
+        return (*(self._sim.positions_get(**kwargs) or ()), self._phantom)
+
+
+def test_close_of_a_position_already_gone_is_benign_and_opens_nothing(
+    make_engine: EngineFactory, sim: SimulatedTerminal
+) -> None:
+    _send(sim, "opened-elsewhere", 0.3, 1)
+    (position,) = sim.positions_snapshot()
+    _send(sim, "closed-by-hand", 0.3, -1, position=position.ticket, magic=0)
+    engine = make_engine(terminal=_StalePositions(sim, position))
+    sent = len(deal_requests(sim))
+
+    cut = trade(engine, 1, -1, 0.3)
+
+    assert (cut.status, cut.rejection_reason) == (S.REJECTED, R.BROKER_REJECTED)
+    assert "already closed (10036)" in (cut.rejection_details or "")
+    assert [leg.status for leg in cut.legs] == ["NOT_FILLED"]
+    assert len(deal_requests(sim)) == sent + 1  # one close attempt, never resent
+    assert positions(sim) == []  # nothing opened
