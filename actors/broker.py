@@ -56,6 +56,8 @@ _RETCODE_INVALID_FILL = 10030
 _RETCODE_MARKET_CLOSED = 10018
 _RETCODE_TRADE_DISABLED = 10017
 _NETTING = 0
+_ReadPositions = tuple[float, tuple[OpenPosition, ...]]
+"""When (monotonic) a symbol's open positions were read, and what they were."""
 _HEDGING = 2  # ACCOUNT_MARGIN_MODE_RETAIL_HEDGING
 _ORDER_STATE_STARTED = 0
 _ORDER_STATE_PLACED = 1
@@ -195,8 +197,8 @@ class BrokerActor(FastInbox):
         self._margin: WindowCache[tuple[str, int], float] = WindowCache(
             config.margin_window, clock.monotonic
         )
-        self._open_positions: WindowCache[str, tuple[OpenPosition, ...]] = WindowCache(
-            config.tick_window, clock.monotonic
+        self._open_positions: WindowCache[str, tuple[float, tuple[OpenPosition, ...]]] = (
+            WindowCache(config.tick_window, clock.monotonic)
         )
         self._closed_until: dict[str, float] = {}
         self._open_checked: set[str] = set()
@@ -408,6 +410,7 @@ class BrokerActor(FastInbox):
             return Preflight(ready=True, spec=spec, margin_free=float(account.margin_free))
         closed = self._market_closed(spec, quote)
         margin = self._margin_per_lot(symbol, quote)
+        positions = self._positions(symbol)
         return Preflight(
             ready=True,
             spec=spec,
@@ -416,11 +419,13 @@ class BrokerActor(FastInbox):
             margin_free=float(account.margin_free),
             market_closed=closed,
             hedging=int(getattr(account, "margin_mode", _NETTING)) == _HEDGING,
-            positions=self._positions(symbol),
+            positions=positions[1] if positions is not None else None,
+            positions_read_at=positions[0] if positions is not None else 0.0,
         )
 
-    def _positions(self, symbol: str) -> tuple[OpenPosition, ...] | None:
-        """The symbol's open positions, coalesced like ticks; every send forgets them."""
+    def _positions(self, symbol: str) -> _ReadPositions | None:
+        """When they were read (monotonic) and the symbol's open positions, coalesced like
+        ticks; every send forgets them."""
         cached = self._open_positions.get(symbol)
         if cached is not None:
             return cached
@@ -438,7 +443,7 @@ class BrokerActor(FastInbox):
             )
             for p in (rows or ())
         )
-        return self._open_positions.put(symbol, positions)
+        return self._open_positions.put(symbol, (self._clock.monotonic(), positions))
 
     def _readiness(self) -> tuple[Any, Any, str]:
         terminal = self._account.get("terminal")

@@ -67,6 +67,8 @@ class Preflight:
     """The account is ACCOUNT_MARGIN_MODE_RETAIL_HEDGING (positions have their own tickets)."""
     positions: tuple[OpenPosition, ...] | None = None
     """The open positions of the symbol (every magic); None when they could not be read."""
+    positions_read_at: float = 0.0
+    """When `positions` were read (the engine's monotonic clock)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,14 @@ from typing import Any
 import pykka
 
 from actors._failures import InfrastructureFailure
-from actors._legs import leg_fills, make_legs, plan_trade, replace_leg, trade_mode_refusal
+from actors._legs import (
+    PositionClaims,
+    leg_fills,
+    make_legs,
+    plan_trade,
+    replace_leg,
+    trade_mode_refusal,
+)
 from actors._reply import FastInbox, Reply
 from actors._scheduler import Handle, Scheduler
 from actors._send_ledger import AbsenceClock
@@ -138,6 +145,8 @@ class OrderContext:
     margin: MarginBook
     on_final: Callable[[ExecutionLog], None]
     metrics: EngineMetrics | None = None
+    claims: PositionClaims = field(default_factory=PositionClaims)
+    """Position volume that executions in flight are closing (shared by all of them)."""
 
 
 class _BrokerGoneError(InfrastructureFailure):
@@ -333,13 +342,17 @@ class OrderActor(FastInbox):
             return lots
         trade = self._job.rpm.decision.approved_trade
         assert trade is not None
-        plan = plan_trade(
+        plan = self._ctx.claims.plan(
+            self._job.execution_id,
             pre,
-            trade,
-            lots,
-            magic=self._cfg.magic,
-            scope=self._cfg.position_scope,
-            policy=self._cfg.opposite_positions,
+            lambda seen: plan_trade(
+                seen,
+                trade,
+                lots,
+                magic=self._cfg.magic,
+                scope=self._cfg.position_scope,
+                policy=self._cfg.opposite_positions,
+            ),
         )
         if isinstance(plan, Denied):
             return plan
@@ -1046,6 +1059,7 @@ class OrderActor(FastInbox):
 
     def _release(self) -> None:
         self._ctx.margin.release(self._job.execution_id)
+        self._ctx.claims.release(self._job.execution_id, self._ctx.clock.monotonic())
         self._unknown(False)
 
     # --- writing -------------------------------------------------------------------------

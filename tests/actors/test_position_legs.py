@@ -526,3 +526,21 @@ def test_close_of_a_position_already_gone_is_benign_and_opens_nothing(
     assert [leg.status for leg in cut.legs] == ["NOT_FILLED"]
     assert len(deal_requests(sim)) == sent + 1  # one close attempt, never resent
     assert positions(sim) == []  # nothing opened
+
+
+def test_concurrent_reductions_close_different_positions(
+    db_url: str, make_engine: EngineFactory, sim: SimulatedTerminal
+) -> None:
+    engine = make_engine(db_url, cache_tick_seconds=5.0)  # both plans read the same positions
+    for n in range(3):
+        trade(engine, n, 1, 0.3)
+    sent = len(deal_requests(sim))
+
+    futures = [engine.submit(rpm(f"cut_{n}", direction=-1, units=30_000)) for n in range(3)]
+    cuts = [future.get(timeout=30) for future in futures]
+
+    assert [c.status for c in cuts] == [S.FILLED] * 3
+    closed = sorted(c.legs[0].position_ticket or 0 for c in cuts)
+    assert len(set(closed)) == 3  # never the same position twice (no 10036)
+    assert len(deal_requests(sim)) == sent + 3
+    assert positions(sim) == []
