@@ -425,7 +425,8 @@ class BrokerActor(FastInbox):
 
     def _positions(self, symbol: str) -> _ReadPositions | None:
         """When they were read (monotonic) and the symbol's open positions, coalesced like
-        ticks; every send forgets them."""
+        ticks (`tick_window`) and forgotten when a send for the symbol is made: a sell right
+        after a buy's fill must see the new position, or it would hedge instead of close."""
         cached = self._open_positions.get(symbol)
         if cached is not None:
             return cached
@@ -678,7 +679,7 @@ class BrokerActor(FastInbox):
 
     def _send(self, order_request: dict[str, Any]) -> SendOutcome:
         client_id = order_request.get("comment")
-        self._open_positions.clear()  # a send may change them: the next read is fresh
+        self._open_positions.forget(order_request.get("symbol"))
         seq = self._ledger.started(client_id, self._clock.monotonic())
         outcome = self._send_call(order_request)
         if outcome.not_sent:  # refused before order_send was called
