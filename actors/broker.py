@@ -410,7 +410,10 @@ class BrokerActor(FastInbox):
             return Preflight(ready=True, spec=spec, margin_free=float(account.margin_free))
         closed = self._market_closed(spec, quote)
         margin = self._margin_per_lot(symbol, quote)
-        positions = self._positions(symbol)
+        hedging = int(getattr(account, "margin_mode", _NETTING)) == _HEDGING
+        # A netting account's positions only matter when a check would refuse the trade:
+        # the OrderActor then asks `open_positions` (no read on the common path).
+        positions = self._positions(symbol) if hedging else None
         return Preflight(
             ready=True,
             spec=spec,
@@ -418,10 +421,14 @@ class BrokerActor(FastInbox):
             margin_per_lot=margin,
             margin_free=float(account.margin_free),
             market_closed=closed,
-            hedging=int(getattr(account, "margin_mode", _NETTING)) == _HEDGING,
+            hedging=hedging,
             positions=positions[1] if positions is not None else None,
             positions_read_at=positions[0] if positions is not None else 0.0,
         )
+
+    def open_positions(self, symbol: str) -> _ReadPositions | None:
+        """`_positions` for an OrderActor that needs them on a netting account."""
+        return self._positions(symbol)
 
     def _positions(self, symbol: str) -> _ReadPositions | None:
         """When they were read (monotonic) and the symbol's open positions, coalesced like

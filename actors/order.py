@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pykka
@@ -92,6 +92,7 @@ _R = RejectionReason
 _RETCODE_DONE = 10009
 _RETCODE_MARKET_CLOSED = 10018
 _RETCODE_POSITION_CLOSED = 10036
+_TRADE_MODE_FULL = 4
 
 
 _ORDER_STATE_EXPIRED = 6
@@ -342,6 +343,8 @@ class OrderActor(FastInbox):
             return lots
         trade = self._job.rpm.decision.approved_trade
         assert trade is not None
+        if self._netting_positions_needed(pre, spec, trade.position_ticket, lots):
+            pre = self._with_positions(pre, symbol)
         plan = self._ctx.claims.plan(
             self._job.execution_id,
             pre,
@@ -952,6 +955,35 @@ class OrderActor(FastInbox):
 
     def _closing(self) -> bool:
         return bool(self._legs) and self._legs[self._leg].action is LegAction.CLOSE
+
+    def _netting_positions_needed(
+        self, pre: Preflight, spec: SymbolSpec, ticket: int | None, lots: float
+    ) -> bool:
+        """On a netting account the positions are read only when they can change the
+        verdict: a close by ticket, a restricted trade mode, or a margin check the whole
+        trade would fail (its reducing part is exempt)."""
+        if pre.hedging or pre.positions is not None:
+            return False
+        if ticket is not None or spec.trade_mode != _TRADE_MODE_FULL:
+            return True
+        if pre.margin_per_lot is None or pre.margin_free is None:
+            return False
+        whole = margin_check(
+            margin_required=pre.margin_per_lot * lots,
+            free_margin=pre.margin_free,
+            reserved_margin=self._ctx.margin.held(),
+            cushion=self._cfg.margin_cushion,
+        )
+        return whole is not None
+
+    def _with_positions(self, pre: Preflight, symbol: str) -> Preflight:
+        try:
+            read = self._ask_broker("open_positions", symbol)
+        except (_BrokerGoneError, pykka.Timeout):
+            read = None
+        if read is None:
+            return pre  # unread: every check holds against the whole trade
+        return replace(pre, positions=read[1], positions_read_at=read[0])
 
     def _ticket_of(self, leg: ExecutionLeg) -> int | None:
         return self._legs[leg.index].order_id
