@@ -544,3 +544,21 @@ def test_concurrent_reductions_close_different_positions(
     assert len(set(closed)) == 3  # never the same position twice (no 10036)
     assert len(deal_requests(sim)) == sent + 3
     assert positions(sim) == []
+
+
+def test_us_fifo_account_with_hedging_prohibited_reduces_legally(
+    db_url: str, make_engine: EngineFactory, sim: SimulatedTerminal
+) -> None:
+    sim.set_account(fifo_close=True)
+    sim.set_hedge_prohibited(True)
+    engine = make_engine(db_url)
+    trade(engine, 1, 1, 0.3)
+    trade(engine, 2, 1, 0.3)
+
+    cut = trade(engine, 3, -1, 0.5)  # the hedge policy would get 10046 here
+    rest = trade(engine, 4, -1, 0.4)  # closes the last 0.1, then opens 0.3 short
+
+    assert cut.status is S.FILLED
+    assert rest.status is S.FILLED
+    assert [leg.action for leg in rest.legs] == [LegAction.CLOSE, LegAction.OPEN]
+    assert positions(sim) == [(1, 0.3)]
