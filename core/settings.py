@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-from core.enums import PartialFillPolicy
+from core.enums import OppositePolicy, PartialFillPolicy, PositionScope
 from core.errors import ConfigurationError
 from core.rules import CLIENT_ID_PREFIX_RE
 
@@ -159,6 +159,18 @@ class Settings(BaseSettings):
         PartialFillPolicy.ACCEPT,
         validation_alias="EE_PARTIAL_FILL_POLICY",
         description="accept: a partial fill is final; complete: re-submit the remainder.",
+    )
+    position_scope: PositionScope = Field(
+        PositionScope.ENGINE,
+        validation_alias="EE_POSITION_SCOPE",
+        description="engine: act only on positions with the engine's magic; "
+        "account: on every position of the symbol.",
+    )
+    opposite_positions: OppositePolicy = Field(
+        OppositePolicy.REDUCE,
+        validation_alias="EE_OPPOSITE_POSITIONS",
+        description="reduce: on a hedging account an opposite trade closes open positions "
+        "(FIFO) before opening the remainder; hedge: it opens a new position beside them.",
     )
     poll_interval_seconds: float = Field(
         0.1,
@@ -317,7 +329,14 @@ class Settings(BaseSettings):
         description="Simulated latency of the local info calls.",
     )
 
-    @field_validator("terminal", "log_format", "partial_fill_policy", mode="before")
+    @field_validator(
+        "terminal",
+        "log_format",
+        "partial_fill_policy",
+        "position_scope",
+        "opposite_positions",
+        mode="before",
+    )
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

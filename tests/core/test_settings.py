@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import AliasChoices, SecretStr, ValidationError
 
-from core.enums import PartialFillPolicy
+from core.enums import OppositePolicy, PartialFillPolicy, PositionScope
 from core.errors import ConfigurationError
 from core.settings import API_ROLES, Settings, load_settings
 
@@ -56,6 +56,8 @@ DEFAULTS: dict[str, Any] = {
     "client_id_prefix": "ee",
     "pip_size_overrides": {},
     "partial_fill_policy": PartialFillPolicy.ACCEPT,
+    "position_scope": PositionScope.ENGINE,
+    "opposite_positions": OppositePolicy.REDUCE,
     "poll_interval_seconds": 0.1,
     "retry_backoff_seconds": 0.2,
     "retry_backoff_cap_seconds": 2.0,
@@ -146,6 +148,8 @@ def test_variable_names_are_the_seeds_or_ee_prefixed() -> None:
             {"XAUUSD": 0.1, "US30": 1.0},
         ),
         ("EE_PARTIAL_FILL_POLICY", "COMPLETE", "partial_fill_policy", PartialFillPolicy.COMPLETE),
+        ("EE_POSITION_SCOPE", "Account", "position_scope", PositionScope.ACCOUNT),
+        ("EE_OPPOSITE_POSITIONS", "hedge", "opposite_positions", OppositePolicy.HEDGE),
         ("EE_POLL_INTERVAL_SECONDS", "0.05", "poll_interval_seconds", 0.05),
         ("EE_RETRY_BACKOFF_SECONDS", "0.5", "retry_backoff_seconds", 0.5),
         ("EE_RETRY_BACKOFF_CAP_SECONDS", "5", "retry_backoff_cap_seconds", 5.0),

@@ -24,8 +24,8 @@ def test_upgrade_creates_the_schema_at_the_single_head(database_url: str) -> Non
 
     upgrade(database_url)
 
-    assert ScriptDirectory.from_config(alembic_config()).get_heads() == ["0002_keyed_chain"]
-    assert current_revision(database_url) == head_revision() == "0002_keyed_chain"
+    assert ScriptDirectory.from_config(alembic_config()).get_heads() == ["0003_execution_legs"]
+    assert current_revision(database_url) == head_revision() == "0003_execution_legs"
     engine = create_db_engine(database_url)
     try:
         inspector = inspect(engine)
