@@ -17,16 +17,17 @@ from api.auth import TokenTable
 from api.config import ApiConfig
 from api.errors import AUTHENTICATED_RESPONSES, install_error_handlers
 from api.middleware import BodySizeLimit, RequestTiming
-from api.routes import audit, drills, executions, health, metrics, trading
+from api.routes import audit, console, drills, executions, health, live, metrics, trading
 
 AUTHENTICATED_ROUTERS = (
+    live.router,  # before executions: /executions/stream is no execution id
     executions.router,
     audit.router,
     metrics.router,
     trading.router,
     drills.router,
 )
-OPEN_ROUTERS = (health.router,)
+OPEN_ROUTERS = (health.router, console.router)
 
 
 def create_app(

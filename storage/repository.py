@@ -120,6 +120,35 @@ class Repository:
         )
         return self._events(query)
 
+    def changed_after(self, sequence: int, limit: int = 500) -> tuple[list[ExecutionLog], int]:
+        """The executions with a journal event after `sequence` (at most `limit` events are
+        looked at), and the last sequence looked at: what a live view polls for. The journal
+        key is indexed, so an idle poll is one index probe."""
+        seq = execution_events.c.sequence
+        query = (
+            select(seq, execution_events.c.execution_id)
+            .where(seq > sequence)
+            .order_by(seq)
+            .limit(limit)
+        )
+
+        def read(connection: Connection) -> tuple[list[ExecutionLog], int]:
+            rows = connection.execute(query).all()
+            if not rows:
+                return [], sequence
+            ids = sorted({row.execution_id for row in rows if row.execution_id is not None})
+            logs = connection.execute(
+                select(execution_logs).where(execution_logs.c.execution_id.in_(ids))
+            )
+            return [row_to_log(row) for row in logs], int(rows[-1].sequence)
+
+        return self._read(read)
+
+    def last_sequence(self) -> int:
+        """The journal's newest sequence (0 when empty)."""
+        query = select(func.max(execution_events.c.sequence))
+        return self._read(lambda c: int(c.execute(query).scalar() or 0))
+
     def last_engine_event(self, event_type: str) -> JournalEvent | None:
         """The newest engine-wide journal event of `event_type` (e.g. the known terminal)."""
         query = (

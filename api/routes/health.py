@@ -7,13 +7,14 @@ actor's state. A caller with a valid token (any role) gets the engine's full rep
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
-from actors.facade import engine_version
+from actors.facade import ExecutionFacade, engine_version
 from api.auth import Principal, TokenTable
 from api.blocking import run_blocking
 from api.deps import FacadeDep, bearer_scheme, strict_query
@@ -51,9 +52,21 @@ async def health(
     facade.metrics.database_checked(bool(report["database"]["ok"]))
     body = summarize(report)
     if caller is not None:
-        body = body.model_copy(update={"detail": without_urls(report)})
+        detail = {**without_urls(report), "journal_checkpoint": _checkpoint(facade)}
+        body = body.model_copy(update={"detail": detail})
     status = 200 if body.status == "ok" else 503
     return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=status)
+
+
+def _checkpoint(facade: ExecutionFacade) -> dict[str, Any]:
+    """The journal's last verified head: the sequence and time of the last audit checkpoint
+    (null before the first one), as the metrics hold them."""
+    registry = facade.metrics.registry
+    sequence = registry.get_sample_value("ee_audit_checkpoint_sequence")
+    at = registry.get_sample_value("ee_audit_checkpoint_timestamp_seconds")
+    if not sequence or not at:
+        return {"sequence": None, "at": None}
+    return {"sequence": int(sequence), "at": datetime.fromtimestamp(at, UTC).isoformat()}
 
 
 def summarize(report: dict[str, Any]) -> HealthOut:
