@@ -6,6 +6,7 @@ the event loop: they call the facade in worker threads (`api.blocking`).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -53,6 +54,7 @@ def create_app(
     )
     app.state.facade = facade
     app.state.api_config = config
+    app.state.closing = threading.Event()  # set when the server starts shutting down
     app.state.tokens = tokens if isinstance(tokens, TokenTable) else TokenTable(tokens)
     for router in AUTHENTICATED_ROUTERS:
         app.include_router(router, responses=AUTHENTICATED_RESPONSES)

@@ -12,11 +12,14 @@ import logging
 import math
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import TextIO
 
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -123,14 +126,15 @@ def serve(
     try:
         api_config = dataclasses.replace(config or ApiConfig(), stop_facade_on_shutdown=True)
         app = create_app(facade, TokenTable(tokens), api_config)
-        server = uvicorn.Server(
+        server = _Server(
+            app,
             uvicorn.Config(
                 app,
                 log_config=None,
                 access_log=True,
                 server_header=False,
                 timeout_graceful_shutdown=math.ceil(api_config.execute_wait_seconds) + 5,
-            )
+            ),
         )
         _write(out, f"execution-engine serving on {_url(sock, host)}")
         if generated is not None:
@@ -143,6 +147,19 @@ def serve(
     finally:
         facade.stop()
         sock.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server that also tells the app it is closing, on the signal itself: the
+    live streams end then, so the graceful shutdown waits only for real requests."""
+
+    def __init__(self, app: FastAPI, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._closing: threading.Event = app.state.closing
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._closing.set()
+        super().handle_exit(sig, frame)
 
 
 __all__ = ["serve"]

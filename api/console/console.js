@@ -76,6 +76,8 @@
     const a = ms(start), b = ms(end);
     return a === null || b === null ? null : Math.max(0, b - a);
   }
+  // "exec_" and 12 hex digits tell executions apart on a desk; the title holds the rest.
+  const shortId = (id) => (id.length > 17 ? id.slice(0, 17) + "…" : id);
   const side = (direction) => (direction > 0 ? "BUY" : direction < 0 ? "SELL" : "—");
 
   // --- the API ------------------------------------------------------------------------
@@ -253,7 +255,9 @@
       const answer = await (await api(action.path, { method: "POST", body })).json();
       $("action-dialog").close();
       const result = $("action-result");
-      result.textContent = action.label + " by " + $("who-id").textContent + ": " + JSON.stringify(answer, null, 2);
+      const done = action.label + " done by " + $("who-id").textContent + " at " + utc(Date.now()) + " UTC";
+      // A flatten answers with its report; the others with the new state, shown above.
+      result.textContent = answer && answer.state ? done : done + "\n" + JSON.stringify(answer, null, 2);
       show(result, true);
       if (answer && answer.state) renderState([{ scope: "Firm-wide", ...answer }]);
       refreshState();
@@ -392,11 +396,11 @@
         onclick: () => openDetail(row.execution_id),
       }, [
         el("td", { text: utc(row.created_at) }),
-        el("td", { text: row.execution_id }),
+        el("td", { class: "id", title: row.execution_id, text: shortId(row.execution_id) }),
         el("td", { text: row.symbol }),
         el("td", { class: "side-" + label, text: label }),
         el("td", { class: "num", text: units }),
-        el("td", { class: "st st-" + row.status, "data-field": "status", text: row.status + (row.rejection_reason ? " · " + row.rejection_reason : "") }),
+        el("td", { class: "st st-" + row.status, "data-field": "status", text: row.status }),
         el("td", { class: "num", text: num(row.fill_price) }),
         el("td", { class: "num", text: num(row.slippage_pips, 1) }),
         el("td", { class: "num", text: num(between(row.created_at, row.submitted_at), 0) }),
@@ -418,9 +422,14 @@
         api(path).then((r) => r.json()), api(path + "/events").then((r) => r.json()),
       ]);
       const fields = $("detail-fields");
+      const nested = [];
       for (const [key, value] of Object.entries(record)) {
-        const text = value !== null && typeof value === "object" ? JSON.stringify(value) : value === null ? "—" : String(value);
-        fields.append(el("dt", { text: key }), el("dd", { text }));
+        if (value !== null && typeof value === "object") nested.push([key, value]);
+        else fields.append(el("dt", { text: key }), el("dd", { text: value === null ? "—" : String(value) }));
+      }
+      for (const [key, value] of nested) {
+        fields.append(el("dt", { class: "full", text: key }),
+          el("dd", { class: "full" }, [el("pre", { class: "result", text: JSON.stringify(value, null, 2) })]));
       }
       const rows = $("event-rows");
       for (const event of events) {
@@ -445,7 +454,6 @@
       const rows = await (await api("/audit_trail?" + query)).json();
       lastHour.clear();
       for (const row of rows) lastHour.set(row.execution_id, row);
-      $("charts-note").textContent = rows.length + " executions";
     } catch (e) {
       $("charts-note").textContent = "charts: " + e.message;
     }
@@ -479,6 +487,7 @@
   function drawCharts() {
     const now = Date.now();
     const rows = [...lastHour.values()].filter((r) => now - ms(r.created_at) <= HOUR_MS);
+    $("charts-note").textContent = rows.length + " executions";
     drawSlippage(rows.map((r) => r.slippage_pips).filter((v) => v !== null && v !== undefined));
     drawLatency(rows, now);
     drawOutcomes(rows, now);

@@ -10,6 +10,7 @@ gets 503.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
@@ -146,7 +147,8 @@ async def _events(request: Request, facade: ExecutionFacade) -> AsyncIterator[by
         snapshot = await run_blocking(facade.get_execution_history, None, None, SNAPSHOT_ROWS)
         yield _sse("snapshot", _rows(snapshot))
         idle = 0.0
-        while True:
+        closing: threading.Event = state.closing
+        while not closing.is_set():
             await anyio.sleep(POLL_SECONDS)
             try:
                 changed, last = await run_blocking(repository.changed_after, last)
