@@ -124,7 +124,9 @@ class ExecutionFacade:
         )
         self.switch = self.supervisor.switch
         self._order_config = self._make_order_config()
-        self.metrics.bind_gauges(lambda: self.switch.halted, self.in_flight)
+        self.metrics.bind_gauges(
+            lambda: self.switch.halted, self.in_flight, lambda: self.switch.state
+        )
         try:
             self.recovery: RecoveryReport = self.supervisor.start()
         except BaseException:
@@ -349,9 +351,15 @@ class ExecutionFacade:
         sent is rejected with TRADING_HALTED; orders still open are removed."""
         self.supervisor.halt(reason, by)
 
+    def reduce_only(self, *, reason: str, by: str) -> None:
+        """REDUCING: only trades that reduce positions are sent; an opening part is REJECTED
+        with REDUCE_ONLY (nothing sent). `resume` returns to ACTIVE. Refused while HALTED
+        (`TradingHaltedError`)."""
+        self.supervisor.reduce_only(reason, by)
+
     def resume(self, by: str, reason: str = "resumed") -> None:
-        """Trade again, only after a successful reconciliation (`ReconciliationError`
-        otherwise, and trading stays HALTED)."""
+        """Trade again (ACTIVE, from HALTED or REDUCING), only after a successful
+        reconciliation (`ReconciliationError` otherwise, and the state stays as it was)."""
         self.supervisor.resume(by, reason)
 
     def health(self) -> dict[str, Any]:

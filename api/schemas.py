@@ -49,6 +49,12 @@ class HaltRequest(_Request):
     reason: Reason = Field(description="Why trading stops; journaled with who asked.")
 
 
+class ReduceOnlyRequest(_Request):
+    """Why trading may only reduce positions from now on."""
+
+    reason: Reason = Field(description="Why trading becomes reduce-only; journaled with who.")
+
+
 class ResumeRequest(_Request):
     """Why trading may start again."""
 
@@ -56,7 +62,8 @@ class ResumeRequest(_Request):
 
 
 class TradingStateOut(BaseModel):
-    """The kill switch: ACTIVE or HALTED, and who set it, when and why (null if never set)."""
+    """The kill switch: ACTIVE, REDUCING or HALTED, and who set it, when and why (null if
+    never set)."""
 
     state: TradingState
     changed_by: str | None = None
@@ -125,6 +132,7 @@ __all__ = [
     "HaltRequest",
     "HealthOut",
     "Reason",
+    "ReduceOnlyRequest",
     "ResumeRequest",
     "TradingStateOut",
 ]

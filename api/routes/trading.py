@@ -1,4 +1,4 @@
-"""The kill switch: read it, halt trading (trader), resume it (admin)."""
+"""The kill switch: read it, halt trading or make it reduce-only (trader), resume it (admin)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from api.blocking import read_storage, run_blocking
 from api.deps import AdminDep, FacadeDep, TraderDep, ViewerDep
 from api.errors import ErrorBody
-from api.schemas import HaltRequest, ResumeRequest, TradingStateOut
+from api.schemas import HaltRequest, ReduceOnlyRequest, ResumeRequest, TradingStateOut
 
 router = APIRouter(tags=["trading"])
 
@@ -28,6 +28,25 @@ async def halt(body: HaltRequest, facade: FacadeDep, caller: TraderDep) -> Tradi
     """Nothing is sent to the terminal after this answers; executions not yet sent are
     rejected. Journaled with the reason and the caller's identity."""
     await run_blocking(facade.halt, body.reason, caller.identity)
+    return TradingStateOut.of(await read_storage(facade.metrics, facade.trading_state))
+
+
+@router.post(
+    "/reduce-only",
+    response_model=TradingStateOut,
+    summary="Only trades that reduce positions may be sent",
+    responses={
+        409: {"model": ErrorBody, "description": "Trading is halted: only a resume leaves it."},
+        503: {"model": ErrorBody, "description": "The change could not be journaled."},
+    },
+)
+async def reduce_only(
+    body: ReduceOnlyRequest, facade: FacadeDep, caller: TraderDep
+) -> TradingStateOut:
+    """REDUCING: a trade that only reduces open positions is sent; any opening part is
+    rejected with REDUCE_ONLY and nothing of it is sent. Journaled with the reason and the
+    caller's identity; `POST /resume` (admin) returns to ACTIVE."""
+    await run_blocking(facade.reduce_only, reason=body.reason, by=caller.identity)
     return TradingStateOut.of(await read_storage(facade.metrics, facade.trading_state))
 
 
