@@ -44,6 +44,9 @@ class WindowCache(Generic[K, V]):
     def clear(self) -> None:
         self._slots.clear()
 
+    def forget(self, key: K | None) -> None:
+        self._slots.pop(key, None)  # type: ignore[arg-type]
+
 
 class TickAges:
     """Tells how long a symbol's tick has gone unchanged, by the engine's own clock.

@@ -14,9 +14,16 @@ import os
 import threading
 from pathlib import Path
 
+from sqlalchemy import Engine
+
 from actors.metrics import EngineMetrics
 from core.clock import Clock, utc_micros
-from storage.checkpoint import Checkpoint
+from storage.checkpoint import (
+    Checkpoint,
+    CheckpointFormatError,
+    check_checkpoint,
+    read_checkpoint_file,
+)
 from storage.journal import AuditKey
 
 log = logging.getLogger(__name__)
@@ -44,6 +51,10 @@ class AuditCheckpointer:
         self._taken: tuple[int, str] | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def file(self) -> Path | None:
+        return self._file
 
     def note(self, sequence: int, head_hash: str) -> None:
         """The journal's committed head is now (`sequence`, `head_hash`); never blocks long."""
@@ -93,6 +104,27 @@ class AuditCheckpointer:
                 log.error("audit checkpoint not written to the checkpoint file: %s", exc)
 
 
+def journal_tail_problem(engine: Engine, path: Path | None, key: AuditKey | None) -> str | None:
+    """At start: what is wrong with the journal against the newest checkpoint of `path`
+    whose signature holds (None when it matches, or when there is no file or checkpoint).
+
+    The chain walk cannot see rows deleted from the end; the last checkpoint written
+    outside the database can, before the engine appends anything after a shorter tail.
+    """
+    if path is None or not path.exists():
+        return None
+    try:
+        with path.open(encoding="utf-8") as lines:
+            checkpoints = read_checkpoint_file(lines)
+    except (OSError, CheckpointFormatError) as exc:
+        return f"the audit checkpoint file cannot be read: {exc}"
+    for checkpoint in reversed(checkpoints):
+        if checkpoint.signature_problem(key) is None:
+            with engine.connect() as connection:
+                return check_checkpoint(connection, checkpoint)
+    return None
+
+
 def _append(path: Path, line: str) -> None:
     # Synced: a checkpoint the process reported must survive a crash of the machine.
     with path.open("a", encoding="utf-8") as file:
@@ -101,4 +133,4 @@ def _append(path: Path, line: str) -> None:
         os.fsync(file.fileno())
 
 
-__all__ = ["AuditCheckpointer"]
+__all__ = ["AuditCheckpointer", "journal_tail_problem"]

@@ -161,8 +161,6 @@ class LateAppearances:
             projection=corrected,
         )
         write_and_wait(self._persistence(), [op], self._ask_timeout)
-        if self._on_correction is not None:
-            self._on_correction()
         log.critical(
             "RECONCILE CORRECTION: %s was settled %s/%s but its order %s is at the terminal "
             "(filled %s lots); corrected to %s",
@@ -173,6 +171,8 @@ class LateAppearances:
             filled,
             corrected.status.value,
         )
+        if self._on_correction is not None:  # after the log line: the metric implies it
+            self._on_correction()
         return corrected
 
     def _fill(

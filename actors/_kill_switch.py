@@ -46,6 +46,8 @@ class KillSwitch:
         self._retry_soon = retry_soon
         self._lock = threading.Lock()
         self._pending: TradingStateRecord | None = None
+        self.on_change: Callable[[TradingStateRecord], None] | None = None
+        """Told each change as it takes effect (the alerts); must not block."""
 
     @property
     def halted(self) -> bool:
@@ -96,6 +98,7 @@ class KillSwitch:
             self._write(record, self._ask_timeout)  # an older pending change is superseded
             self._pending = None
         self.switch.set(False)
+        self._announce(record)
 
     def restore(self, state: TradingState, reason: str) -> None:
         """The state found at start (nothing to persist: it is the persisted one)."""
@@ -120,9 +123,23 @@ class KillSwitch:
         write_and_wait(self._persistence(), [op], timeout)
 
     def _record(self, state: TradingState, reason: str, by: str) -> TradingStateRecord:
-        return TradingStateRecord(
+        record = TradingStateRecord(
             state=state.value, changed_by=by, reason=reason, changed_at=self._clock.now()
         )
+        if state is not TradingState.ACTIVE:
+            # Every restriction (HALTED, REDUCING) closes the gate before it builds its
+            # record: the change is in effect now, persisted or not. ACTIVE is announced by
+            # `release` once committed.
+            self._announce(record)
+        return record
+
+    def _announce(self, record: TradingStateRecord) -> None:
+        if self.on_change is None:
+            return
+        try:
+            self.on_change(record)
+        except Exception:
+            log.exception("trading state observer failed")
 
 
 __all__ = ["KillSwitch"]

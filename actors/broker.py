@@ -46,6 +46,7 @@ from core.enums import RetcodeClass
 from core.errors import ReconciliationError
 from core.models import ExecutionRequest
 from core.rules import choose_filling, classify_last_error, classify_retcode
+from core.rules.positions import OpenPosition
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,10 @@ _IPC_ERRORS = frozenset({-10001, -10002, -10003, -10004, -10005})
 _RETCODE_INVALID_FILL = 10030
 _RETCODE_MARKET_CLOSED = 10018
 _RETCODE_TRADE_DISABLED = 10017
+_NETTING = 0
+_ReadPositions = tuple[float, tuple[OpenPosition, ...]]
+"""When (monotonic) a symbol's open positions were read, and what they were."""
+_HEDGING = 2  # ACCOUNT_MARGIN_MODE_RETAIL_HEDGING
 _ORDER_STATE_STARTED = 0
 _ORDER_STATE_PLACED = 1
 _ORDER_STATE_REQUEST_ADD = 7
@@ -191,6 +196,9 @@ class BrokerActor(FastInbox):
         self._account: WindowCache[str, Any] = WindowCache(config.account_window, clock.monotonic)
         self._margin: WindowCache[tuple[str, int], float] = WindowCache(
             config.margin_window, clock.monotonic
+        )
+        self._open_positions: WindowCache[str, tuple[float, tuple[OpenPosition, ...]]] = (
+            WindowCache(config.tick_window, clock.monotonic)
         )
         self._closed_until: dict[str, float] = {}
         self._open_checked: set[str] = set()
@@ -402,6 +410,10 @@ class BrokerActor(FastInbox):
             return Preflight(ready=True, spec=spec, margin_free=float(account.margin_free))
         closed = self._market_closed(spec, quote)
         margin = self._margin_per_lot(symbol, quote)
+        hedging = int(getattr(account, "margin_mode", _NETTING)) == _HEDGING
+        # A netting account's positions only matter when a check would refuse the trade:
+        # the OrderActor then asks `open_positions` (no read on the common path).
+        positions = self._positions(symbol) if hedging else None
         return Preflight(
             ready=True,
             spec=spec,
@@ -409,7 +421,37 @@ class BrokerActor(FastInbox):
             margin_per_lot=margin,
             margin_free=float(account.margin_free),
             market_closed=closed,
+            hedging=hedging,
+            positions=positions[1] if positions is not None else None,
+            positions_read_at=positions[0] if positions is not None else 0.0,
         )
+
+    def open_positions(self, symbol: str) -> _ReadPositions | None:
+        """`_positions` for an OrderActor that needs them on a netting account."""
+        return self._positions(symbol)
+
+    def _positions(self, symbol: str) -> _ReadPositions | None:
+        """When they were read (monotonic) and the symbol's open positions, coalesced like
+        ticks (`tick_window`) and forgotten when a send for the symbol is made: a sell right
+        after a buy's fill must see the new position, or it would hedge instead of close."""
+        cached = self._open_positions.get(symbol)
+        if cached is not None:
+            return cached
+        rows, err = self._info("positions_get", symbol=symbol)
+        if rows is None and err is not None and err[0] != 1:
+            return None
+        positions = tuple(
+            OpenPosition(
+                ticket=int(p.ticket),
+                type=int(p.type),
+                volume=float(p.volume),
+                time_msc=int(p.time_msc),
+                magic=int(p.magic),
+                symbol=str(p.symbol),
+            )
+            for p in (rows or ())
+        )
+        return self._open_positions.put(symbol, (self._clock.monotonic(), positions))
 
     def _readiness(self) -> tuple[Any, Any, str]:
         terminal = self._account.get("terminal")
@@ -460,6 +502,7 @@ class BrokerActor(FastInbox):
             trade_exemode=int(info.trade_exemode),
             filling_mode=int(info.filling_mode),
             visible=True,
+            trade_stops_level=int(info.trade_stops_level),
         )
         self._specs[symbol] = spec
         return spec, ""
@@ -618,13 +661,20 @@ class BrokerActor(FastInbox):
             "type_time": self._t.ORDER_TIME_GTC,
             "type_filling": int(filling),
         }
+        if request.position:
+            order_request["position"] = int(request.position)  # close exactly this position
+        # Stops the broker holds on the position it opens; absent, the request is as before.
+        if request.stop_loss is not None:
+            order_request["sl"] = float(request.stop_loss)
+        if request.take_profit is not None:
+            order_request["tp"] = float(request.take_profit)
         if self._closed:
             return not_sent(self._closed)  # replaced meanwhile: it never talks again
         if self._switch is None:
             return self._send(order_request)
         # The kill switch is checked last, under its gate: a halt that returned before this
         # point is seen here, and a halt that comes later waits for this send to return.
-        with self._switch.sending() as allowed:
+        with self._switch.sending(reduces=request.reduces) as allowed:
             if not allowed:
                 return SendOutcome(klass=RetcodeClass.FINAL, retcode=None, halted=True)
             return self._send(order_request)
@@ -636,6 +686,7 @@ class BrokerActor(FastInbox):
 
     def _send(self, order_request: dict[str, Any]) -> SendOutcome:
         client_id = order_request.get("comment")
+        self._open_positions.forget(order_request.get("symbol"))
         seq = self._ledger.started(client_id, self._clock.monotonic())
         outcome = self._send_call(order_request)
         if outcome.not_sent:  # refused before order_send was called

@@ -25,6 +25,7 @@ from typing import Any
 import pykka
 from pydantic import ValidationError
 
+from actors._legs import PositionClaims
 from actors._scheduler import Scheduler
 from actors._shared import MarginBook
 from actors.broker import BrokerConfig
@@ -106,6 +107,7 @@ class ExecutionFacade:
         self._stored = StoredDecisions(self._db, self.repository)
         self.scheduler = Scheduler(self._clock.monotonic)
         self.margin = MarginBook()
+        self.claims = PositionClaims()
         # The Supervisor owns the actors and the kill switch: it starts the Persistence and
         # Broker actors, settles in one pass what a previous run left unfinished and can be
         # settled now, then lets trading become ACTIVE (or keeps it HALTED). Executions that
@@ -187,6 +189,8 @@ class ExecutionFacade:
             backoff_cap=s.retry_backoff_cap_seconds,
             reconcile_window=s.reconcile_window_seconds,
             ask_timeout=s.ask_timeout_seconds,
+            position_scope=s.position_scope,
+            opposite_positions=s.opposite_positions,
         )
 
     # --- executing ----------------------------------------------------------------------
@@ -297,6 +301,7 @@ class ExecutionFacade:
             margin=self.margin,
             on_final=self._on_final,
             metrics=self.metrics,
+            claims=self.claims,
         )
 
     def _on_final(self, record: ExecutionLog) -> None:

@@ -16,6 +16,7 @@ import pykka
 from actors._reply import Reply
 from core.enums import RetcodeClass
 from core.models import RPMOutput
+from core.rules.positions import OpenPosition
 from core.rules.reconcile import SendFate
 
 # --- records the BrokerActor returns -------------------------------------------------------
@@ -36,6 +37,8 @@ class SymbolSpec:
     trade_exemode: int
     filling_mode: int
     visible: bool
+    trade_stops_level: int = 0
+    """Points a stop-loss / take-profit must keep from the closing price (0: none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,12 @@ class Preflight:
     margin_free: float | None = None
     market_closed: bool = False
     symbol_detail: str = ""
+    hedging: bool = False
+    """The account is ACCOUNT_MARGIN_MODE_RETAIL_HEDGING (positions have their own tickets)."""
+    positions: tuple[OpenPosition, ...] | None = None
+    """The open positions of the symbol (every magic); None when they could not be read."""
+    positions_read_at: float = 0.0
+    """When `positions` were read (the engine's monotonic clock)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,6 +119,33 @@ class EngineMetrics:
         self.restarts = Counter(
             "ee_actor_restarts", "Actor restarts by the supervisor.", ["actor"], registry=r
         )
+        for actor in ("persistence", "broker", "order"):
+            self.restarts.labels(actor)  # a zero from the start: rate() sees the first one
+        self.journal_failures = Counter(
+            "ee_journal_write_failures",
+            "Journal commits the database refused (trading halts on the first).",
+            registry=r,
+        )
+        self.reconcile_failures = Counter(
+            "ee_reconcile_failures",
+            "Failed attempts to reconcile an execution (one per execution per pass: at "
+            "start, in the background, at resume).",
+            registry=r,
+        )
+        self.terminal_disconnected = Gauge(
+            "ee_terminal_disconnected_seconds",
+            "How long the terminal has been disconnected (0 while connected).",
+            registry=r,
+        )
+        self.alerts = Counter(
+            "ee_alerts",
+            "Webhook alerts by outcome: sent, retried (one failed attempt), failed (given "
+            "up), dropped (queue full, oldest first), suppressed (a repeat too soon).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("sent", "retried", "failed", "dropped", "suppressed"):
+            self.alerts.labels(outcome)
         self.trading_halted = Gauge(
             "ee_trading_halted", "1 when the kill switch is engaged.", registry=r
         )
@@ -198,6 +225,18 @@ class EngineMetrics:
 
     def retry(self, retcode: int | None) -> None:
         self.retries.labels(str(retcode)).inc()
+
+    def journal_failed(self) -> None:
+        self.journal_failures.inc()
+
+    def reconcile_failed(self, count: int) -> None:
+        self.reconcile_failures.inc(count)
+
+    def alert_outcome(self, outcome: str) -> None:
+        self.alerts.labels(outcome).inc()
+
+    def bind_terminal(self, disconnected_seconds: Callable[[], float]) -> None:
+        self.terminal_disconnected.set_function(disconnected_seconds)
 
     def db_written(self, ops: int, seconds: float) -> None:
         del ops

@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pykka
 
 from actors._failures import InfrastructureFailure
+from actors._legs import (
+    PositionClaims,
+    leg_fills,
+    make_legs,
+    plan_trade,
+    replace_leg,
+    trade_mode_refusal,
+)
 from actors._reply import FastInbox, Reply
 from actors._scheduler import Handle, Scheduler
 from actors._send_ledger import AbsenceClock
@@ -31,6 +39,7 @@ from actors.messages import (
     NewExecution,
     OrderFinding,
     Preflight,
+    Quote,
     Rewatch,
     SendOutcome,
     SendTrace,
@@ -42,13 +51,22 @@ from core.clock import Clock, utc_micros
 from core.enums import (
     DecisionStatus,
     ExecutionStatus,
+    LegAction,
+    OppositePolicy,
     PartialFillPolicy,
+    PositionScope,
     RejectionReason,
     RetcodeClass,
     can_transition,
 )
 from core.errors import PersistenceError, PersistenceUnavailableError, ReconciliationError
-from core.models import ExecutionConfirmation, ExecutionLog, ExecutionRequest
+from core.models import (
+    ApprovedTrade,
+    ExecutionConfirmation,
+    ExecutionLeg,
+    ExecutionLog,
+    ExecutionRequest,
+)
 from core.rules import (
     Denied,
     SendFate,
@@ -62,6 +80,7 @@ from core.rules import (
     retcode_name,
     slippage_pips,
     spread_pips,
+    stops_check,
     units_to_lots,
 )
 from storage.writer import WriteOp
@@ -72,10 +91,10 @@ _S = ExecutionStatus
 _R = RejectionReason
 _RETCODE_DONE = 10009
 _RETCODE_MARKET_CLOSED = 10018
-_TRADE_MODE_DISABLED = 0
-_TRADE_MODE_LONGONLY = 1
-_TRADE_MODE_SHORTONLY = 2
-_TRADE_MODE_CLOSEONLY = 3
+_RETCODE_POSITION_CLOSED = 10036
+_TRADE_MODE_FULL = 4
+
+
 _ORDER_STATE_EXPIRED = 6
 _VOLUME_EPS = 1e-9
 _BROKER_GONE_RETRIES = 20
@@ -109,6 +128,8 @@ class OrderConfig:
     reconcile_interval: float = 0.25
     reconcile_backoff_cap: float = 2.0
     ask_timeout: float = 30.0
+    position_scope: PositionScope = PositionScope.ENGINE
+    opposite_positions: OppositePolicy = OppositePolicy.REDUCE
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +146,8 @@ class OrderContext:
     margin: MarginBook
     on_final: Callable[[ExecutionLog], None]
     metrics: EngineMetrics | None = None
+    claims: PositionClaims = field(default_factory=PositionClaims)
+    """Position volume that executions in flight are closing (shared by all of them)."""
 
 
 class _BrokerGoneError(InfrastructureFailure):
@@ -174,6 +197,16 @@ class OrderActor(FastInbox):
         """How long an ambiguous send's order has had to appear (from order_send's start)."""
         self._fate: str | None = None
         """What the last lookup that found nothing learned (journaled when it changes)."""
+        self._legs: tuple[ExecutionLeg, ...] = ()
+        """The order_sends of this execution (`actors._legs`); one OPEN leg in most."""
+        self._leg = 0
+        """Index of the leg being sent or settled."""
+        self._leg_request: ExecutionRequest | None = None
+        """The current leg's order (its client id, lots, position ticket)."""
+        self._leg_attempts = 0
+        self._last_deal = 0
+        self._position_gone = False
+        """The current CLOSE leg was answered 10036: its position no longer exists."""
 
     # --- the doors ----------------------------------------------------------------------
 
@@ -215,6 +248,7 @@ class OrderActor(FastInbox):
         """Adopt the deals of the current order; the deals are the truth once seen."""
         if finding.deals:
             self._current_fills = [(deal.volume, deal.price) for deal in finding.deals]
+            self._last_deal = finding.deals[-1].ticket
 
     def _next(self, stage: str) -> None:
         self.actor_ref.tell(Advance(stage))
@@ -298,9 +332,43 @@ class OrderActor(FastInbox):
         spec = pre.spec
         if spec is None:
             return Denied(_R.SYMBOL_NOT_TRADABLE, pre.symbol_detail)
-        mode_refusal = _trade_mode_refusal(spec, direction)
+        lots = units_to_lots(
+            units,
+            contract_size=spec.trade_contract_size,
+            volume_min=spec.volume_min,
+            volume_max=spec.volume_max,
+            volume_step=spec.volume_step,
+        )
+        if isinstance(lots, Denied):
+            return lots
+        trade = self._job.rpm.decision.approved_trade
+        assert trade is not None
+        if self._netting_positions_needed(pre, spec, trade.position_ticket, lots):
+            pre = self._with_positions(pre, symbol)
+        plan = self._ctx.claims.plan(
+            self._job.execution_id,
+            pre,
+            lambda seen: plan_trade(
+                seen,
+                trade,
+                lots,
+                magic=self._cfg.magic,
+                scope=self._cfg.position_scope,
+                policy=self._cfg.opposite_positions,
+            ),
+        )
+        if isinstance(plan, Denied):
+            return plan
+        mode_refusal = trade_mode_refusal(spec, direction, plan)
         if mode_refusal:
             return Denied(_R.SYMBOL_NOT_TRADABLE, mode_refusal)
+        if plan.opening_volume > 0 and self._ctx.switch.reducing:
+            # The whole trade: the engine never re-sizes what the RPM approved.
+            return Denied(
+                _R.REDUCE_ONLY,
+                f"trading is reduce-only ({self._ctx.switch.reason}): {plan.opening_volume} "
+                "of the lots would open exposure; nothing was sent",
+            )
         quote = pre.quote
         if quote is None:
             return Denied(_R.NO_MARKET_DATA, f"no quote for {symbol}")
@@ -319,34 +387,33 @@ class OrderActor(FastInbox):
                 _R.SPREAD_TOO_WIDE,
                 f"spread {spread:.2f} pips exceeds {self._cfg.max_spread_pips} pips",
             )
-        lots = units_to_lots(
-            units,
-            contract_size=spec.trade_contract_size,
-            volume_min=spec.volume_min,
-            volume_max=spec.volume_max,
-            volume_step=spec.volume_step,
-        )
-        if isinstance(lots, Denied):
-            return lots
-        if pre.margin_per_lot is None or pre.margin_free is None:
-            return Denied(_R.TERMINAL_NOT_READY, f"margin for {symbol} could not be computed")
-        required = pre.margin_per_lot * lots
+        if plan.opening_volume > 0:
+            # The stops ride on the opening leg only: a close carries none.
+            stops = self._stops_refusal(spec, quote, direction)
+            if stops is not None:
+                return stops
+        required = 0.0
         free = pre.margin_free
-        refusal = self._ctx.margin.reserve(
-            self._job.execution_id,
-            required,
-            lambda held: margin_check(
-                margin_required=required,
-                free_margin=free,
-                reserved_margin=held,
-                cushion=self._cfg.margin_cushion,
-            ),
-        )
-        if refusal is not None:
-            return refusal
+        if plan.opening_volume > 0:
+            # Only the opening part needs (and holds) margin: closing frees it.
+            if pre.margin_per_lot is None or free is None:
+                return Denied(_R.TERMINAL_NOT_READY, f"margin for {symbol} could not be computed")
+            required = pre.margin_per_lot * plan.opening_volume
+            usable = free
+            refusal = self._ctx.margin.reserve(
+                self._job.execution_id,
+                required,
+                lambda held: margin_check(
+                    margin_required=required,
+                    free_margin=usable,
+                    reserved_margin=held,
+                    cushion=self._cfg.margin_cushion,
+                ),
+            )
+            if refusal is not None:
+                return refusal
         self._spec = spec
-        trade = self._job.rpm.decision.approved_trade
-        assert trade is not None
+        self._legs = make_legs(plan, self._job.execution_id, self._job.client_id)
         quoted = quote.ask if direction > 0 else quote.bid
         intended = float(trade.intended_price) if trade.intended_price else quoted
         self._request = ExecutionRequest(
@@ -363,8 +430,9 @@ class OrderActor(FastInbox):
             max_slippage_pips=self._cfg.max_slippage_pips,
             timeout_seconds=self._cfg.order_timeout,
             max_retries=self._cfg.max_retries,
+            **_stops_fields(trade, spec.digits),
         )
-        self._order_lots = lots
+        self._order_lots = self._legs[0].volume
         self._deadline = self._ctx.clock.monotonic() + self._cfg.order_timeout
         self._update(
             "VALIDATED",
@@ -377,13 +445,34 @@ class OrderActor(FastInbox):
                 "margin_required": required,
                 "margin_free": free,
                 "tick_time_msc": quote.time_msc,
+                "reducing_lots": plan.reducing_volume,
+                "opening_lots": plan.opening_volume,
+                **_stops_fields(trade, spec.digits),
             },
             broker_time_msc=quote.time_msc,
             defer=True,
             intended_lots=lots,
             intended_price=intended,
+            legs=self._legs,
         )
         return None
+
+    def _stops_refusal(self, spec: SymbolSpec, quote: Quote, direction: int) -> Denied | None:
+        """The approved stop-loss / take-profit against the side, quote and stops level."""
+        trade = self._job.rpm.decision.approved_trade
+        assert trade is not None
+        stops = _stops_fields(trade, spec.digits)
+        if not stops:
+            return None
+        return stops_check(
+            direction=direction,
+            stop_loss=stops.get("stop_loss"),
+            take_profit=stops.get("take_profit"),
+            bid=quote.bid,
+            ask=quote.ask,
+            point=spec.point,
+            stops_level=spec.trade_stops_level,
+        )
 
     # --- stage 4: submit (write-ahead, then order_send) ----------------------------------
 
@@ -395,16 +484,43 @@ class OrderActor(FastInbox):
                 _R.TRADING_HALTED, self._halt_reason or self._ctx.switch.reason
             )
             return
-        request = self._request.model_copy(update={"lots": self._order_lots})
+        leg = self._legs[self._leg]
+        closes = leg.action is LegAction.CLOSE
+        if self._ctx.switch.reducing and not closes:
+            self._finish_without_send(
+                _R.REDUCE_ONLY, f"trading is reduce-only: {self._ctx.switch.reason}"
+            )
+            return
+        request = self._request.model_copy(
+            update={
+                "lots": self._order_lots,
+                "client_id": leg.client_id,
+                "position": leg.position_ticket,
+                "reduces": closes,
+                # sl/tp belong to the position the OPEN leg creates; a close carries none.
+                **({"stop_loss": None, "take_profit": None} if closes else {}),
+            }
+        )
+        self._leg_request = request
+        self._leg_attempts += 1
         try:
             # Write-ahead: SUBMITTING is committed before order_send, or nothing is sent.
             self._transition(
                 _S.SUBMITTING,
                 "SUBMITTING",
-                {"lots": self._order_lots, "attempt": self._log.attempts + 1},
+                {
+                    "lots": self._order_lots,
+                    "attempt": self._log.attempts + 1,
+                    "leg": leg.index,
+                    "action": leg.action.value,
+                    "client_id": leg.client_id,
+                    "position": leg.position_ticket,
+                },
                 attempts=self._log.attempts + 1,
                 submitted_at=self._log.submitted_at or self._ctx.clock.now(),
+                legs=replace_leg(self._legs, leg.index, status="SUBMITTING"),
             )
+            self._legs = self._log.legs
         except PersistenceError as exc:
             self._fail(exc)
             return
@@ -443,7 +559,8 @@ class OrderActor(FastInbox):
         assert self._log is not None
         payload = _outcome_payload(outcome)
         if outcome.halted:
-            self._finish_without_send(_R.TRADING_HALTED, self._ctx.switch.reason, payload)
+            reason = _R.REDUCE_ONLY if self._ctx.switch.reducing else _R.TRADING_HALTED
+            self._finish_without_send(reason, self._ctx.switch.reason, payload)
             return
         if outcome.not_sent:
             self._finish_without_send(_R.NOT_SENT, outcome.comment, payload)
@@ -453,9 +570,18 @@ class OrderActor(FastInbox):
         elif outcome.klass is RetcodeClass.RETRY:
             self._on_retryable(outcome, payload)
         elif outcome.klass is RetcodeClass.AMBIGUOUS:
-            self._transition(_S.UNKNOWN, "SEND_AMBIGUOUS", payload)
+            self._legs = replace_leg(self._legs, self._leg, status="UNKNOWN")
+            self._transition(_S.UNKNOWN, "SEND_AMBIGUOUS", payload, legs=self._legs)
             self._unknown(True)
             self._ticket = outcome.order or None
+            self._next("reconcile")
+        elif outcome.retcode == _RETCODE_POSITION_CLOSED and self._closing():
+            # The position is gone: closed by this leg's own earlier (ambiguous) attempt,
+            # by the broker (a stop) or by someone else. Benign: look this leg's order up
+            # by its client id, never send it again (it could only fail or open anew).
+            self._position_gone = True
+            self._legs = replace_leg(self._legs, self._leg, status="UNKNOWN")
+            self._transition(_S.UNKNOWN, "POSITION_ALREADY_CLOSED", payload, legs=self._legs)
             self._next("reconcile")
         else:
             reason = (
@@ -478,6 +604,7 @@ class OrderActor(FastInbox):
         ):
             # A DONE with its deal is a fill: no poll needed.
             self._current_fills = [(outcome.volume, outcome.price)]
+            self._last_deal = outcome.deal
             self._journal("ORDER_ACCEPTED", payload, defer=True)
             self._finalize_fills(broker_time_msc=None)
             return
@@ -486,7 +613,7 @@ class OrderActor(FastInbox):
 
     def _on_retryable(self, outcome: SendOutcome, payload: dict[str, Any]) -> None:
         assert self._log is not None
-        retries_used = self._log.attempts - 1
+        retries_used = self._leg_attempts - 1
         if self._past_deadline() and not outcome.sent:
             self._finish_without_send(
                 _R.ORDER_TIMEOUT,
@@ -546,6 +673,7 @@ class OrderActor(FastInbox):
         remainder = round(self._request.lots - total, 8)
         if (
             self._cfg.partial_policy is PartialFillPolicy.COMPLETE
+            and len(self._legs) <= 1
             and total > 0
             and remainder > _VOLUME_EPS
             and not self._past_deadline()
@@ -612,12 +740,13 @@ class OrderActor(FastInbox):
     # --- ambiguous outcomes: reconcile, never resend -------------------------------------
 
     def _stage_reconcile(self) -> None:
-        assert self._request is not None
+        request = self._leg_request
+        assert request is not None
         assert self._log is not None
         try:
             # The trace first: whatever it proves about the terminal holds for the lookup
             # that follows it.
-            trace: SendTrace = self._ask_broker("send_trace", self._request.client_id)
+            trace: SendTrace = self._ask_broker("send_trace", request.client_id)
             if self._ticket:
                 finding: OrderFinding | None = self._ask_broker(
                     "query_order", self._ticket, self._order_lots
@@ -627,9 +756,9 @@ class OrderActor(FastInbox):
             else:
                 finding = self._ask_broker(
                     "find_order",
-                    client_id=self._request.client_id,
-                    symbol=self._request.symbol,
-                    direction=self._request.direction,
+                    client_id=request.client_id,
+                    symbol=request.symbol,
+                    direction=request.direction,
                     lots=self._order_lots,
                     since=self._log.submitted_at or self._log.created_at,
                 )
@@ -655,12 +784,31 @@ class OrderActor(FastInbox):
                     )
                 self._look_again()
                 return
+            if self._position_gone:
+                self._finish_without_send(
+                    _R.BROKER_REJECTED,
+                    f"position {request.position} was already closed (10036) and no order "
+                    f"of this leg (client id {request.client_id}) executed: nothing was "
+                    "closed or opened by it",
+                    {"waited_seconds": round(waited, 3), "send": trace.fate.value},
+                )
+                return
+            if self._fills:
+                # Earlier legs filled: the execution keeps them (PARTIALLY_FILLED).
+                self._journal("RECONCILED_ABSENT", {"waited_seconds": round(waited, 3)})
+                self._finalize_fills(
+                    None,
+                    reason=_R.NOT_SENT,
+                    details=f"leg {self._leg} (client id {request.client_id}) was not "
+                    f"executed (send {trace.fate.value})",
+                )
+                return
             self._finish(
                 _S.REJECTED,
                 "RECONCILED_ABSENT",
                 {"waited_seconds": round(waited, 3), "send": trace.fate.value, "fenced": fenced},
                 reason=_R.NOT_SENT,
-                details=f"no order with client id {self._request.client_id} at the terminal "
+                details=f"no order with client id {request.client_id} at the terminal "
                 f"{waited:.1f} s after "
                 + (
                     "it was first looked up"
@@ -715,6 +863,8 @@ class OrderActor(FastInbox):
     ) -> None:
         assert self._request is not None
         assert self._spec is not None
+        if self._settle_leg(reason):
+            return
         filled_lots = round(sum(volume for volume, _ in self._fills), 8)
         price = sum(volume * px for volume, px in self._fills) / filled_lots
         pip = pip_size(
@@ -727,6 +877,9 @@ class OrderActor(FastInbox):
         status = _S.FILLED if complete else _S.PARTIALLY_FILLED
         if not complete and reason is None:
             details = f"filled {filled_lots} of {self._request.lots} lots"
+        unsent = [leg.index for leg in self._legs if leg.status == "PLANNED"]
+        if not complete and unsent:
+            details = f"{details}; leg(s) {unsent} not sent"
         self._finish(
             status,
             "EXECUTION_FILLED" if complete else "EXECUTION_PARTIALLY_FILLED",
@@ -742,6 +895,98 @@ class OrderActor(FastInbox):
             filled_at=self._ctx.clock.now(),
             order_id=self._log.order_id if self._log and self._log.order_id else self._ticket,
         )
+
+    def _settle_leg(self, reason: RejectionReason | None) -> bool:
+        """Record the current leg's fills; True when the next leg was started instead."""
+        if not self._legs:
+            return False
+        leg = self._legs[self._leg]
+        if leg.status == "PLANNED":
+            return False  # stopped before it was sent: `_finish` records it NOT_SENT
+        lots, price = leg_fills(self._current_fills)
+        done = lots >= leg.volume - _VOLUME_EPS
+        status = "FILLED" if done else "PARTIALLY_FILLED" if lots > 0 else "NOT_FILLED"
+        self._legs = replace_leg(
+            self._legs,
+            leg.index,
+            status=status,
+            filled_volume=lots,
+            fill_price=round(price, self._spec.digits + 3) if price and self._spec else price,
+            order_id=self._ticket or None,
+            deal_id=self._last_deal or None,
+        )
+        if reason is not None or not done or self._leg + 1 >= len(self._legs):
+            return False
+        # The next leg, once this one is committed as filled (closes first, then the open).
+        if self._ticket is not None:
+            self._tell_broker_quietly("unwatch", self._ticket)
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+            self._timeout_handle = None
+        self._prior_fills = self._fills
+        self._current_fills = []
+        self._leg += 1
+        self._ticket = None
+        self._last_deal = 0
+        self._leg_attempts = 0
+        self._position_gone = False
+        self._looks = 0
+        self._fate = None
+        self._absence = AbsenceClock()
+        self._order_lots = self._legs[self._leg].volume
+        self._deadline = self._ctx.clock.monotonic() + self._cfg.order_timeout
+        try:
+            self._transition(
+                _S.SUBMITTED,
+                "LEG_FILLED",
+                {
+                    "leg": leg.index,
+                    "lots": lots,
+                    "price": price,
+                    "order": self._legs[leg.index].order_id,
+                },
+                legs=self._legs,
+            )
+        except PersistenceError as exc:
+            self._fail(exc)
+            return True
+        self._next("submit")
+        return True
+
+    def _closing(self) -> bool:
+        return bool(self._legs) and self._legs[self._leg].action is LegAction.CLOSE
+
+    def _netting_positions_needed(
+        self, pre: Preflight, spec: SymbolSpec, ticket: int | None, lots: float
+    ) -> bool:
+        """On a netting account the positions are read only when they can change the
+        verdict: a close by ticket, a restricted trade mode, or a margin check the whole
+        trade would fail (its reducing part is exempt)."""
+        if pre.hedging or pre.positions is not None:
+            return False
+        if ticket is not None or spec.trade_mode != _TRADE_MODE_FULL:
+            return True
+        if pre.margin_per_lot is None or pre.margin_free is None:
+            return False
+        whole = margin_check(
+            margin_required=pre.margin_per_lot * lots,
+            free_margin=pre.margin_free,
+            reserved_margin=self._ctx.margin.held(),
+            cushion=self._cfg.margin_cushion,
+        )
+        return whole is not None
+
+    def _with_positions(self, pre: Preflight, symbol: str) -> Preflight:
+        try:
+            read = self._ask_broker("open_positions", symbol)
+        except (_BrokerGoneError, pykka.Timeout):
+            read = None
+        if read is None:
+            return pre  # unread: every check holds against the whole trade
+        return replace(pre, positions=read[1], positions_read_at=read[0])
+
+    def _ticket_of(self, leg: ExecutionLeg) -> int | None:
+        return self._legs[leg.index].order_id
 
     def _finish_without_send(
         self, reason: RejectionReason, details: str, payload: dict[str, Any] | None = None
@@ -768,6 +1013,17 @@ class OrderActor(FastInbox):
         **changes: Any,
     ) -> None:
         """Commit the final state, then (and only then) answer the caller."""
+        if self._legs:
+            # Every leg ends settled: never sent, or sent and (now known) not filled.
+            self._legs = tuple(
+                leg
+                if leg.settled
+                else leg.model_copy(
+                    update={"status": "NOT_SENT" if leg.status == "PLANNED" else "NOT_FILLED"}
+                )
+                for leg in self._legs
+            )
+            changes["legs"] = self._legs
         if self._ticket is not None:
             self._tell_broker_quietly("unwatch", self._ticket)
         if self._timeout_handle is not None:
@@ -835,6 +1091,7 @@ class OrderActor(FastInbox):
 
     def _release(self) -> None:
         self._ctx.margin.release(self._job.execution_id)
+        self._ctx.claims.release(self._job.execution_id, self._ctx.clock.monotonic())
         self._unknown(False)
 
     # --- writing -------------------------------------------------------------------------
@@ -949,17 +1206,11 @@ class InvalidTransitionError(Exception):
     """A status change not in the transition table: a bug, so the actor fails loudly."""
 
 
-def _trade_mode_refusal(spec: SymbolSpec, direction: int) -> str:
-    mode = spec.trade_mode
-    if mode == _TRADE_MODE_DISABLED:
-        return f"trading is disabled for {spec.name}"
-    if mode == _TRADE_MODE_CLOSEONLY:
-        return f"{spec.name} is close-only"
-    if mode == _TRADE_MODE_LONGONLY and direction < 0:
-        return f"{spec.name} allows buys only"
-    if mode == _TRADE_MODE_SHORTONLY and direction > 0:
-        return f"{spec.name} allows sells only"
-    return ""
+def _stops_fields(trade: ApprovedTrade, digits: int) -> dict[str, float]:
+    """The trade's stops as the broker takes them (rounded to the symbol's digits), by
+    field name; empty without stops, so nothing about such a trade changes."""
+    stops = {"stop_loss": trade.stop_loss, "take_profit": trade.take_profit}
+    return {name: round(float(v), digits) for name, v in stops.items() if v is not None}
 
 
 def _outcome_payload(outcome: SendOutcome) -> dict[str, Any]:

@@ -47,6 +47,7 @@ import pykka
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from actors._recover_legs import settle_legs
 from actors._send_ledger import AbsenceClock
 from actors._shared import MarginBook
 from actors.messages import OrderFinding, Preflight, SendOutcome, SendTrace, SymbolSpec
@@ -54,7 +55,7 @@ from actors.persistence import write_and_wait
 from core.clock import Clock, utc_micros
 from core.enums import TRANSITIONS, ExecutionStatus, RejectionReason
 from core.errors import PersistenceUnavailableError, ReconciliationError
-from core.models import ExecutionLog
+from core.models import ExecutionLeg, ExecutionLog
 from core.rules import (
     SendFate,
     absence_proven,
@@ -316,6 +317,8 @@ class Reconciler:
                 reason=_R.NOT_SENT,
                 details="never reached SUBMITTING before the engine stopped (crash recovery)",
             )
+        if len(record.legs) > 1:
+            return settle_legs(self, record, claimed)
         lots = record.intended_lots
         if lots is None:
             raise ReconciliationError(f"{record.status} execution has no intended lots")
@@ -357,12 +360,8 @@ class Reconciler:
         )
         return found
 
-    def _absent(self, record: ExecutionLog, trace: SendTrace) -> ExecutionLog | None:
-        if record.status is _S.SUBMITTED:
-            raise ReconciliationError(
-                f"order {record.order_id} was accepted by the broker but the terminal "
-                "does not know it"
-            )
+    def absence_proof(self, record: ExecutionLog, trace: SendTrace) -> dict[str, Any] | None:
+        """What proves `record`'s (or its in-flight leg's) order absent; None until then."""
         clock = self._clocks.setdefault(record.execution_id, AbsenceClock())
         # A previous run's send: the process that sent it is gone, so nothing of it is
         # still on its way from this engine; the window covers the terminal's own work.
@@ -373,10 +372,22 @@ class Reconciler:
             trace.fate, waited=waited, window=self._config.reconcile_window, fenced=fenced
         ):
             return None
+        return {"waited_seconds": round(waited, 3), "send": trace.fate.value, "fenced": fenced}
+
+    def _absent(self, record: ExecutionLog, trace: SendTrace) -> ExecutionLog | None:
+        if record.status is _S.SUBMITTED:
+            raise ReconciliationError(
+                f"order {record.order_id} was accepted by the broker but the terminal "
+                "does not know it"
+            )
+        proof = self.absence_proof(record, trace)
+        if proof is None:
+            return None
+        waited = proof["waited_seconds"]
         return self._finish(
             record,
             _S.REJECTED,
-            {"waited_seconds": round(waited, 3), "send": trace.fate.value, "fenced": fenced},
+            proof,
             reason=_R.NOT_SENT,
             details=f"no order with client id {record.client_id} at the terminal "
             f"{waited:.1f} s after it was first looked up (crash recovery)"
@@ -480,6 +491,32 @@ class Reconciler:
             filled_at=self._clock.now(),
         )
 
+    # --- for `actors._recover_legs` -----------------------------------------------------
+
+    def journal(self, record: ExecutionLog, event: str, payload: dict[str, Any]) -> None:
+        self._journal(record, event, payload)
+
+    def remove(self, record: ExecutionLog, finding: OrderFinding, lots: float) -> OrderFinding:
+        return self._remove(record, finding, lots)
+
+    def finish(
+        self,
+        record: ExecutionLog,
+        status: ExecutionStatus,
+        payload: dict[str, Any],
+        *,
+        reason: RejectionReason | None,
+        details: str | None,
+        **changes: Any,
+    ) -> ExecutionLog:
+        return self._finish(record, status, payload, reason=reason, details=details, **changes)
+
+    def pip_override(self, symbol: str) -> float | None:
+        return self._config.pip_overrides.get(symbol)
+
+    def now(self) -> Any:
+        return self._clock.now()
+
     # --- writing -----------------------------------------------------------------------
 
     def _finish(
@@ -494,6 +531,8 @@ class Reconciler:
         **changes: Any,
     ) -> ExecutionLog:
         """Walk the transition table to `status`, one committed step at a time."""
+        if len(record.legs) == 1 and "legs" not in changes:
+            changes["legs"] = _one_leg(record.legs[0], status, reason, changes)
         path = _path(record.status, status)
         if path is None:
             raise ReconciliationError(f"no transition from {record.status} to {status}")
@@ -560,6 +599,32 @@ class Reconciler:
             raise ReconciliationError(f"the broker actor is not running ({method})") from exc
         except pykka.Timeout as exc:
             raise ReconciliationError(f"the broker did not answer {method} in time") from exc
+
+
+def _one_leg(
+    leg: ExecutionLeg,
+    status: ExecutionStatus,
+    reason: RejectionReason | None,
+    changes: dict[str, Any],
+) -> tuple[ExecutionLeg]:
+    """The one leg of an execution settled as the execution itself was."""
+    filled = float(changes.get("executed_lots") or 0.0)
+    if status in (_S.FILLED, _S.PARTIALLY_FILLED):
+        outcome = "FILLED" if status is _S.FILLED else "PARTIALLY_FILLED"
+    elif reason is _R.NOT_SENT or changes.get("order_id") is None:
+        outcome = "NOT_SENT"
+    else:
+        outcome = "NOT_FILLED"
+    return (
+        leg.model_copy(
+            update={
+                "status": outcome,
+                "filled_volume": filled,
+                "fill_price": changes.get("fill_price"),
+                "order_id": changes.get("order_id"),
+            }
+        ),
+    )
 
 
 def _path(start: ExecutionStatus, goal: ExecutionStatus) -> list[ExecutionStatus] | None:

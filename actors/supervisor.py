@@ -46,7 +46,7 @@ from typing import Any
 import pykka
 from sqlalchemy import Engine
 
-from actors._checkpoints import AuditCheckpointer
+from actors._checkpoints import AuditCheckpointer, journal_tail_problem
 from actors._children import Child, Children, ChildState, RestartWindow
 from actors._corrections import LateAppearances
 from actors._failures import is_own_failure
@@ -64,6 +64,7 @@ from actors._supervised import (
 )
 from actors._terminal_identity import TERMINAL_IDENTIFIED, Identity, IdentityGuard
 from actors._terminal_watch import TerminalWatch, describe_terminal
+from actors.alerts import alerts_from_settings
 from actors.broker import BrokerConfig
 from actors.messages import Halt, InjectFault, NewExecution, Rewatch
 from actors.metrics import EngineMetrics
@@ -181,6 +182,12 @@ class Supervisor:
             self.persistence_ref, clock, cfg.ask_timeout, self._recovery_wake.set
         )
         self.switch = self.kill_switch.switch
+        self.alerts = alerts_from_settings(settings, clock, metrics, [db.url.password or ""])
+        """Webhook alerts (EE_ALERT_WEBHOOK_URL); `alerts.alert(kind, text, **fields)`."""
+        self.kill_switch.on_change = self.alerts.state_changed
+        self._disconnect_alerted = False
+        if metrics is not None:
+            metrics.bind_terminal(self._disconnected_for)
         self.audit_key, self.checkpoints = _audit(settings, clock, metrics)
 
         def persistence(hooks: ChildHooks) -> pykka.ActorRef[Any]:
@@ -274,7 +281,11 @@ class Supervisor:
         acknowledged order is missing) and the persisted state was ACTIVE; an engine that
         was REDUCING boots REDUCING, one that was HALTED boots HALTED.
         """
+        self.alerts.start()
         check_audit_key(self.db, self.audit_key)
+        tail_problem = journal_tail_problem(self.db, self.checkpoints.file, self.audit_key)
+        if tail_problem is not None:
+            log.critical("audit journal does not match its last checkpoint: %s", tail_problem)
         known = self.repository.last_engine_event(TERMINAL_IDENTIFIED)
         self.identity.set_known(known.payload.get("identity") if known is not None else None)
         self.children.start_all()
@@ -298,11 +309,15 @@ class Supervisor:
                 present=present,
             )
         self.last_recovery = report
+        self._reconciled(report, "at start")
         if report.examined:
             log.info("startup recovery: %s", report.summary())
         if report.waiting:
             self.orders.adopt(report.waiting)  # the recovery thread looks again, with back-off
-        if self._identity_error is not None:
+        if tail_problem is not None:
+            why = f"audit journal does not match its last checkpoint: {tail_problem}"
+            self.halt(why, SUPERVISOR)
+        elif self._identity_error is not None:
             self.halt(self._identity_error, SUPERVISOR)
         elif report.failures:
             self.halt(f"reconciliation failed at start: {report.error()}", SUPERVISOR)
@@ -422,14 +437,15 @@ class Supervisor:
         if self.switch.halted:
             return
         if self.children.escalated:
+            self.alerts.alert("restart_intensity", self.children.escalated)
             self.halt(self.children.escalated, SUPERVISOR, automatic=True)
         elif self.window.exceeded():
-            self.halt(
+            why = (
                 f"restart intensity exceeded: more than {self.window.intensity} restarts "
-                f"and actor crashes within {self.window.period:g} s",
-                SUPERVISOR,
-                automatic=True,
+                f"and actor crashes within {self.window.period:g} s"
             )
+            self.alerts.alert("restart_intensity", why, restarts=self.window.count())
+            self.halt(why, SUPERVISOR, automatic=True)
         elif self._journal_error is not None:
             self.halt(f"journal writes failing: {self._journal_error}", SUPERVISOR, automatic=True)
         elif self._identity_error is not None:
@@ -474,11 +490,20 @@ class Supervisor:
         self._connected = connected
         if connected:
             self._disconnected_since = None
+            self._disconnect_alerted = False
             return
         if self._disconnected_since is None:
             self._disconnected_since = now
             return
         down = now - self._disconnected_since
+        if down >= self.config.disconnect_halt_after and not self._disconnect_alerted:
+            self._disconnect_alerted = True  # once per outage, halted already or not
+            self.alerts.alert(
+                "terminal_disconnected",
+                f"terminal disconnected for {down:.1f} s "
+                f"(limit {self.config.disconnect_halt_after:g} s)",
+                seconds=round(down, 1),
+            )
         if down >= self.config.disconnect_halt_after and not self.switch.halted:
             self.halt(
                 f"terminal disconnected for {down:.1f} s "
@@ -513,6 +538,8 @@ class Supervisor:
     def _journal_result(self, exc: BaseException | None) -> None:
         """From the PersistenceActor's thread: never blocks, never writes. A failure stays
         noted (and trading halted) until `resume()`."""
+        if exc is not None:
+            self._journal_failed(exc)
         if isinstance(exc, TicketConflictError):
             log.critical("%s", exc.message)  # loud: the terminal reused a ticket
             self._identity_error = exc.message  # halts; an admin's resume decides
@@ -520,6 +547,26 @@ class Supervisor:
         elif exc is not None:
             self._journal_error = str(exc)
             self._wake.set()
+
+    def _journal_failed(self, exc: BaseException) -> None:
+        if self._metrics is not None:
+            self._metrics.journal_failed()
+        self.alerts.alert("journal_write_failure", f"journal write failed: {exc}")
+
+    def _reconciled(self, report: RecoveryReport, when: str) -> None:
+        if not report.failures:
+            return
+        if self._metrics is not None:
+            self._metrics.reconcile_failed(len(report.failures))
+        self.alerts.alert(
+            "reconciliation_failed",
+            f"reconciliation failed {when}: {report.error()}",
+            executions=len(report.failures),
+        )
+
+    def _disconnected_for(self) -> float:
+        since = self._disconnected_since
+        return 0.0 if since is None else max(time.monotonic() - since, 0.0)
 
     # --- the recovery thread --------------------------------------------------------------
 
@@ -558,6 +605,7 @@ class Supervisor:
             return
         with self._reconcile_lock:
             report = self.reconciler.run(orphans, wait=False, stop=self._stopping)
+        self._reconciled(report, "in the background")
         self.orders.settled(set(orphans) - set(report.waiting) - set(report.failures))
         if report.resolved:
             log.info("recovered orphan executions: %s", report.summary())
@@ -643,6 +691,7 @@ class Supervisor:
             ]
             with self._reconcile_lock:
                 report = self.reconciler.run(ids, wait=False, stop=self._stopping)
+            self._reconciled(report, "at resume")
             if report.failures:
                 raise ReconciliationError(f"not resumed: reconciliation failed: {report.error()}")
             # As at start: executions still waiting for evidence are reconciled in the
@@ -765,6 +814,7 @@ class Supervisor:
                 log.warning("an order actor did not stop within %s s", timeout)
         self.children.stop_all(timeout)
         self.checkpoints.stop(timeout)  # after the writer's last commit: the final head
+        self.alerts.stop()
 
 
 def _audit(

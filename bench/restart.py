@@ -179,18 +179,23 @@ def _duplicates(executions: Sequence[dict[str, Any]], orders: Sequence[Any]) -> 
     per_client = Counter(str(order.comment) for order in orders)
     clients_of: dict[str, list[str]] = {}
     for row in executions:
-        clients_of.setdefault(row["rpm_decision_id"], []).append(row["client_id"])
-    known = {row["client_id"] for row in executions}
+        # One order per leg: a trade that closes positions first has a client id per leg.
+        legs = [leg["client_id"] for leg in row.get("legs") or ()] or [row["client_id"]]
+        clients_of.setdefault(row["rpm_decision_id"], []).extend(legs)
+    known = {client for clients in clients_of.values() for client in clients}
     filled = {"FILLED", "PARTIALLY_FILLED"}
     return {
         "terminal_orders": len(orders),
         "decisions_with_two_executions": sum(1 for n in per_decision.values() if n > 1),
         "decisions_with_two_orders": sum(
-            1 for clients in clients_of.values() if sum(per_client[c] for c in clients) > 1
+            1 for clients in clients_of.values() if any(per_client[c] > 1 for c in clients)
         ),
         "orders_without_execution": sum(1 for order in orders if str(order.comment) not in known),
         "filled_without_order": sum(
-            1 for r in executions if r["status"] in filled and per_client[r["client_id"]] == 0
+            1
+            for r in executions
+            if r["status"] in filled
+            and not any(per_client[c] for c in clients_of[r["rpm_decision_id"]])
         ),
     }
 

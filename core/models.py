@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from core.enums import DecisionStatus, ExecutionStatus, RejectionReason
+from core.enums import DecisionStatus, ExecutionStatus, LegAction, RejectionReason
 
 MAX_SYMBOL_LENGTH = 32
 """MT5 symbol names are short; 32 leaves room for broker suffixes like ``EURUSD.pro``."""
@@ -110,6 +110,16 @@ class ApprovedTrade(_FrozenOpen):
     confidence_score: Fraction | None = None
     atr: NonNegativeFinite | None = None
     intended_price: Price | None = None
+    position_ticket: int | None = Field(
+        None,
+        gt=0,
+        description="Close exactly this open position (its ticket): the direction must be "
+        "opposite to it and the units at most its volume; nothing else is opened.",
+    )
+    stop_loss: Price | None = None
+    """Absolute price of a stop-loss the broker holds on the position the trade opens."""
+    take_profit: Price | None = None
+    """Absolute price of a take-profit the broker holds on the position the trade opens."""
 
     @field_validator("symbol")
     @classmethod
@@ -268,6 +278,35 @@ class MarketSnapshot(_Frozen):
         return (self.bid + self.ask) / 2
 
 
+LegStatus = Literal[
+    "PLANNED", "SUBMITTING", "UNKNOWN", "FILLED", "PARTIALLY_FILLED", "NOT_FILLED", "NOT_SENT"
+]
+"""PLANNED: not sent yet. SUBMITTING: written ahead of its order_send. UNKNOWN: the send
+was ambiguous, being reconciled. NOT_SENT: never went out (an earlier leg failed, or the
+engine stopped before it). NOT_FILLED: sent, and nothing filled."""
+
+
+class ExecutionLeg(_Frozen):
+    """One order_send of an execution: CLOSE position `position_ticket`, or OPEN."""
+
+    index: int
+    action: LegAction
+    volume: float
+    """Lots planned."""
+    client_id: str
+    """The order comment of this leg (the execution's own for its first leg)."""
+    position_ticket: int | None = None
+    status: LegStatus = "PLANNED"
+    filled_volume: float = 0.0
+    fill_price: float | None = None
+    order_id: int | None = None
+    deal_id: int | None = None
+
+    @property
+    def settled(self) -> bool:
+        return self.status in ("FILLED", "PARTIALLY_FILLED", "NOT_FILLED", "NOT_SENT")
+
+
 class ExecutionRequest(_Frozen):
     """The order the engine intends to send, built once validation passed."""
 
@@ -284,6 +323,14 @@ class ExecutionRequest(_Frozen):
     max_slippage_pips: float
     timeout_seconds: float
     max_retries: int
+    position: int | None = None
+    """Close this position ticket (a CLOSE leg); None opens (or nets) as a plain deal."""
+    reduces: bool = False
+    """Only reduces a position: allowed through the REDUCING gate."""
+    stop_loss: float | None = None
+    """Sent as ``sl`` (rounded to the symbol's digits); only by a trade that opens."""
+    take_profit: float | None = None
+    """Sent as ``tp`` (rounded to the symbol's digits); only by a trade that opens."""
 
 
 class ExecutionLog(_Frozen):
@@ -323,6 +370,8 @@ class ExecutionLog(_Frozen):
     updated_at: datetime
     broker_time_msc: int | None = None
     """Broker-server time of the fill (ms), kept apart from the engine's UTC times."""
+    legs: tuple[ExecutionLeg, ...] = ()
+    """The order_sends of the execution (closes first, then the opening remainder)."""
 
     @property
     def is_final(self) -> bool:
@@ -355,6 +404,7 @@ class ExecutionLog(_Frozen):
             rejection_reason=self.rejection_reason,
             rejection_details=self.rejection_details,
             rpm_decision_id=self.rpm_decision_id,
+            legs=self.legs,
         )
 
 
@@ -374,6 +424,7 @@ class ExecutionConfirmation(_Frozen):
     rejection_reason: RejectionReason | None = None
     rejection_details: str | None = None
     rpm_decision_id: str | None = None
+    legs: tuple[ExecutionLeg, ...] = ()
 
     @classmethod
     def refused(

@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-from core.enums import PartialFillPolicy
+from core.enums import OppositePolicy, PartialFillPolicy, PositionScope
 from core.errors import ConfigurationError
 from core.rules import CLIENT_ID_PREFIX_RE
 
@@ -41,6 +41,9 @@ API_ROLES: tuple[str, ...] = ("viewer", "trader", "admin")
 
 #: A shorter EE_AUDIT_KEY is guessable; `openssl rand -hex 32` makes a good one.
 _MIN_AUDIT_KEY_LENGTH = 16
+
+_WEBHOOK_URL = re.compile(r"(?i)https?://[^/\s?#@]+(?:[/?#]\S*)?")
+"""A webhook: http(s), a host (no user:password@ part), anything after it."""
 
 # Values copied from examples and templates; refused when a real terminal is configured.
 _PLACEHOLDER_SECRETS = frozenset({"changeme", "changethis", "password", "secret"})
@@ -157,6 +160,18 @@ class Settings(BaseSettings):
         validation_alias="EE_PARTIAL_FILL_POLICY",
         description="accept: a partial fill is final; complete: re-submit the remainder.",
     )
+    position_scope: PositionScope = Field(
+        PositionScope.ENGINE,
+        validation_alias="EE_POSITION_SCOPE",
+        description="engine: act only on positions with the engine's magic; "
+        "account: on every position of the symbol.",
+    )
+    opposite_positions: OppositePolicy = Field(
+        OppositePolicy.REDUCE,
+        validation_alias="EE_OPPOSITE_POSITIONS",
+        description="reduce: on a hedging account an opposite trade closes open positions "
+        "(FIFO) before opening the remainder; hedge: it opens a new position beside them.",
+    )
     poll_interval_seconds: float = Field(
         0.1,
         gt=0,
@@ -268,6 +283,22 @@ class Settings(BaseSettings):
         description="File each checkpoint is appended to, one JSON line (outside the database).",
     )
 
+    # --- alerts pushed by the engine ----------------------------------------------------
+    alert_webhook_url: SecretStr | None = Field(
+        None,
+        validation_alias="EE_ALERT_WEBHOOK_URL",
+        description="Webhook URL(s), comma-separated, that receive a Slack-compatible JSON "
+        "alert on a halt, reduce-only, flatten, restart-intensity escalation, terminal "
+        "disconnect, journal write failure or failed reconciliation; unset = no alerts.",
+    )
+    alert_timeout_seconds: float = Field(
+        3.0,
+        gt=0,
+        le=30,
+        validation_alias="EE_ALERT_TIMEOUT_SECONDS",
+        description="Limit of one webhook POST; a failed one is retried with back-off.",
+    )
+
     # --- API and logging -------------------------------------------------------------------
     api_tokens: SecretStr | None = Field(
         None,
@@ -298,7 +329,14 @@ class Settings(BaseSettings):
         description="Simulated latency of the local info calls.",
     )
 
-    @field_validator("terminal", "log_format", "partial_fill_policy", mode="before")
+    @field_validator(
+        "terminal",
+        "log_format",
+        "partial_fill_policy",
+        "position_scope",
+        "opposite_positions",
+        mode="before",
+    )
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
@@ -337,6 +375,15 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least {_MIN_AUDIT_KEY_LENGTH} characters")
         return value
 
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _alert_urls_format(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            for url in value.get_secret_value().split(","):
+                if url.strip() and not _WEBHOOK_URL.fullmatch(url.strip()):
+                    raise ValueError("each URL must be http:// or https:// with a host")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.retry_backoff_cap_seconds < self.retry_backoff_seconds:
@@ -353,6 +400,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"EE_API_TOKENS holds a placeholder token (EE_TERMINAL={self.terminal})"
             )
+
+    def alert_webhook_urls(self) -> tuple[str, ...]:
+        """The plain EE_ALERT_WEBHOOK_URL URLs (none when unset)."""
+        if self.alert_webhook_url is None:
+            return ()
+        raw = self.alert_webhook_url.get_secret_value().split(",")
+        return tuple(url.strip() for url in raw if url.strip())
 
     def audit_key_secret(self) -> str | None:
         """The plain EE_AUDIT_KEY, or None when the chain is not keyed."""

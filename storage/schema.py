@@ -133,6 +133,8 @@ class ExecutionLogRow(Base):
     filled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     broker_time_msc: Mapped[int | None] = mapped_column(BigInteger)
+    legs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    """The execution's order_sends (`core.models.ExecutionLeg`), as JSON."""
 
 
 class ExecutionEventRow(Base):
@@ -182,6 +184,7 @@ def log_to_values(log: ExecutionLog) -> dict[str, Any]:
     # The JSON form, so that the stored payload reads back equal to what "changes" records
     # (a datetime inside it would otherwise be stored via str(), not isoformat()).
     values["rpm_payload"] = log.model_dump(mode="json", include={"rpm_payload"})["rpm_payload"]
+    values["legs"] = log.model_dump(mode="json", include={"legs"})["legs"]
     values["status"] = log.status.value
     values["rejection_reason"] = (
         log.rejection_reason.value if log.rejection_reason is not None else None

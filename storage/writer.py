@@ -451,6 +451,7 @@ class _State:
         """`log_to_values` of the state, reusing the RPM payload's JSON form."""
         values = self.log.model_dump(exclude=_RPM_PAYLOAD)
         values["rpm_payload"] = self.rpm_payload
+        values["legs"] = self.fields["legs"]  # the JSON form, as `log_to_values`
         values["status"] = self.log.status.value
         values["rejection_reason"] = (
             self.log.rejection_reason.value if self.log.rejection_reason is not None else None

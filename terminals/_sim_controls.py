@@ -124,6 +124,15 @@ class SimControls:
             for name, value in fields.items():
                 account[name] = float(value) if isinstance(account[name], float) else value  # type: ignore[arg-type]
 
+    def set_hedge_prohibited(self, prohibited: bool) -> None:
+        """The server's hedge prohibition on a hedging account (no AccountInfo field shows
+        it): a new position opposite to an open one of the symbol gets 10046; closing by
+        ``position`` still works. The FIFO rule is the account field ``fifo_close``
+        (``set_account(fifo_close=True)``): closing any but the symbol's oldest position
+        gets 10045. Both are kept in the state file."""
+        with self._lock:
+            self._ledger.hedge_prohibited = bool(prohibited)
+
     def set_market_closed(self, symbol: str, closed: bool) -> None:
         """Sends for ``symbol`` get 10018. Quotes keep moving; add ``freeze_ticks`` for a
         weekend."""

@@ -132,6 +132,8 @@ class Ledger:
     positions: dict[int, SimPosition] = field(default_factory=dict)
     next_order: int = FIRST_ORDER_TICKET
     next_deal: int = FIRST_DEAL_TICKET
+    hedge_prohibited: bool = False
+    """A server rule with no AccountInfo field: no position opposite to an open one (10046)."""
 
     # -- account ------------------------------------------------------------------------
 
@@ -274,6 +276,8 @@ class Ledger:
                 update_msc=now_msc,
                 magic=order.magic,
                 comment=order.comment,
+                sl=order.sl,
+                tp=order.tp,
             )
             return order.ticket
         if effect.new_type is None:
@@ -282,6 +286,12 @@ class Ledger:
         if effect.entry == c.DEAL_ENTRY_INOUT:
             # A netting reversal keeps the identifier; the ticket becomes the new order's.
             pos.ticket = order.ticket
+        if effect.entry == c.DEAL_ENTRY_INOUT:
+            # The reversed position is the new order's: its stops, or none.
+            pos.sl, pos.tp = order.sl, order.tp
+        elif effect.entry == c.DEAL_ENTRY_IN and (order.sl or order.tp):
+            # Netting: a deal that adds to the position with stops moves the position's stops.
+            pos.sl, pos.tp = order.sl, order.tp
         pos.type = effect.new_type
         pos.volume = effect.new_volume
         pos.price_open = effect.new_price

@@ -83,7 +83,8 @@ def _fx(name: str, base: str, quote: str, description: str, bid: float, spread: 
 
 def default_specs() -> dict[str, _Spec]:
     """The simulated server's symbols. EURJPY is Instant execution with FOK only, like the
-    official example; US500 is IOC only; USDCHF is hidden until ``symbol_select``."""
+    official example; US500 is IOC only; USDCHF is hidden until ``symbol_select``; XAUUSD
+    keeps stops 50 points (0.50) from the price (``trade_stops_level``)."""
     specs = dict(
         [
             _fx("EURUSD", "EUR", "USD", "Euro vs US Dollar", 1.08500, 12),
@@ -108,6 +109,7 @@ def default_specs() -> dict[str, _Spec]:
             "currency_margin": "USD",
             "description": "Gold vs US Dollar",
             "path": "Metals\\XAUUSD",
+            "trade_stops_level": 50,
         },
         bid=2350.00,
         spread=20,

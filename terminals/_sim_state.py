@@ -38,6 +38,7 @@ def snapshot(ledger: Ledger, request_id: int, late: dict[int, tuple[int, int]]) 
         "positions": [asdict(position) for position in ledger.positions.values()],
         "next_order": ledger.next_order,
         "next_deal": ledger.next_deal,
+        "hedge_prohibited": ledger.hedge_prohibited,
         "request_id": request_id,
         "late": [[ticket, fill_after, polls] for ticket, (fill_after, polls) in late.items()],
     }
@@ -55,6 +56,8 @@ def restore(ledger: Ledger, text: str) -> tuple[int, dict[int, tuple[int, int]]]
     ledger.positions = {p["identifier"]: SimPosition(**p) for p in data["positions"]}
     ledger.next_order = int(data["next_order"])
     ledger.next_deal = int(data["next_deal"])
+    # Absent in files written before the rule existed: hedging was allowed then.
+    ledger.hedge_prohibited = bool(data.get("hedge_prohibited", False))
     late = {int(t): (int(after), int(polls)) for t, after, polls in data["late"]}
     return int(data["request_id"]), late
 

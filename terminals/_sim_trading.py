@@ -25,6 +25,7 @@ from terminals._sim_faults import REJECT_RETCODES, WITH_FRESH_PRICES, Fault, Fau
 from terminals._sim_ledger import OPEN_STATES, Ledger, SimOrder, SimPosition, net_effect
 from terminals._sim_market import Market, SymbolState
 from terminals._sim_requests import NOT_FOUND, CallError, parse_request
+from terminals._sim_stops import stops_ok
 from terminals.types import OrderCheckResult, OrderSendResult, TradeRequest
 
 #: ``OrderSendResult.comment`` / ``OrderCheckResult.comment`` per retcode.
@@ -55,6 +56,9 @@ RETCODE_COMMENTS: dict[int, str] = {
     c.TRADE_RETCODE_LONG_ONLY: "Only long positions are allowed",
     c.TRADE_RETCODE_SHORT_ONLY: "Only short positions are allowed",
     c.TRADE_RETCODE_CLOSE_ONLY: "Only position closing is allowed",
+    c.TRADE_RETCODE_INVALID_STOPS: "Invalid stops",
+    c.TRADE_RETCODE_FIFO_CLOSE: "Position closing is allowed only by FIFO rule",
+    c.TRADE_RETCODE_HEDGE_PROHIBITED: "Opposite positions on a single symbol are disabled",
 }
 
 _IPC_SEND_FAILED = CallError(c.RES_E_INTERNAL_FAIL_SEND, "IPC send failed")
@@ -197,8 +201,10 @@ class TradeDesk:
         In order: account permissions (10017 trade_allowed, 10026 trade_expert), order
         type (10035), the ``position`` named (10036 gone, 10013 wrong symbol or direction,
         10038 too much volume), symbol trade_mode (10017, 10042-10044; closing is always
-        allowed), market closed (10018), volume (10014), filling (10030), price under
-        Instant/Request execution (10015 none, 10004 beyond ``deviation``), margin (10019).
+        allowed), the account's FIFO rule (10045) and hedge prohibition (10046), market
+        closed (10018), volume (10014), filling (10030), price under Instant/Request
+        execution (10015 none, 10004 beyond ``deviation``), sl/tp (10016), margin (10019;
+        a close or reduction frees margin, so it never fails here).
         ``checking`` (order_check) skips the requote, which only a live send can meet.
         """
         account = self.ledger.account
@@ -209,7 +215,11 @@ class TradeDesk:
         if req.type not in (c.ORDER_TYPE_BUY, c.ORDER_TYPE_SELL):
             return c.TRADE_RETCODE_INVALID_ORDER
         pos = self.ledger.position_for(sym.name, req.position)
-        verdict = self._position_check(req, sym, pos) or self._mode_check(req, sym, pos)
+        verdict = (
+            self._position_check(req, sym, pos)
+            or self._mode_check(req, sym, pos)
+            or self._account_rule_check(req, sym, pos)
+        )
         if verdict:
             return verdict
         if sym.market_closed:
@@ -224,6 +234,8 @@ class TradeDesk:
             quote = sym.ask if req.type == c.ORDER_TYPE_BUY else sym.bid
             if not checking and abs(req.price - quote) > req.deviation * sym.num("point") + 1e-9:
                 return c.TRADE_RETCODE_REQUOTE
+        if not stops_ok(req, sym):
+            return c.TRADE_RETCODE_INVALID_STOPS
         # A trade that does not add margin (a reduction, a close) is never short of money.
         increase = self._margin_increase(req, sym, pos)
         if increase > 0 and increase > self._margin_free():
@@ -256,6 +268,24 @@ class TradeDesk:
             return c.TRADE_RETCODE_LONG_ONLY
         if mode == c.SYMBOL_TRADE_MODE_SHORTONLY and req.type == c.ORDER_TYPE_BUY:
             return c.TRADE_RETCODE_SHORT_ONLY
+        return 0
+
+    def _account_rule_check(
+        self, req: TradeRequest, sym: SymbolState, pos: SimPosition | None
+    ) -> int:
+        """The account's FIFO rule and hedge prohibition; both concern hedging accounts
+        only (a netting account holds one position per symbol)."""
+        if self.ledger.netting:
+            return 0
+        same_symbol = [p for p in self.ledger.positions.values() if p.symbol == sym.name]
+        if pos is not None and req.position:
+            if self.ledger.account["fifo_close"]:
+                oldest = min(same_symbol, key=lambda p: (p.time_msc, p.identifier))
+                if oldest is not pos:
+                    return c.TRADE_RETCODE_FIFO_CLOSE
+            return 0
+        if self.ledger.hedge_prohibited and any(p.type != req.type for p in same_symbol):
+            return c.TRADE_RETCODE_HEDGE_PROHIBITED
         return 0
 
     def _margin_after(self, req: TradeRequest, sym: SymbolState, pos: SimPosition | None) -> float:

@@ -24,6 +24,7 @@ from sqlalchemy.pool import NullPool
 
 from core.enums import FINAL_STATUSES
 from core.errors import ConfigurationError
+from core.models import ExecutionLog
 from core.settings import Settings, load_settings
 from storage.db import create_db_engine, redact_url
 from storage.journal import verify_chain
@@ -294,9 +295,16 @@ def read_store(engine: Engine, prefix: str) -> StoreView:
         statuses={log.rpm_decision_id: log.status.value for log in logs},
         by_execution={log.execution_id: log.status.value for log in logs},
         reasons=dict(sorted(Counter(r.value for r in reasons if r is not None).items())),
-        client_ids={log.client_id: log.execution_id for log in logs},
-        intents=frozenset(log.client_id for log in logs if log.execution_id in intent_ids),
+        # Every leg's order comment is the execution's (legs: issue 10's position effect).
+        client_ids={cid: log.execution_id for log in logs for cid in _client_ids(log)},
+        intents=frozenset(
+            cid for log in logs if log.execution_id in intent_ids for cid in _client_ids(log)
+        ),
     )
+
+
+def _client_ids(log: ExecutionLog) -> tuple[str, ...]:
+    return (log.client_id, *(leg.client_id for leg in log.legs))
 
 
 def executions_with_event(engine: Engine, prefix: str, event_type: str) -> int:

@@ -47,6 +47,7 @@ from core.rules.retcodes import (
     classify_retcode,
     retcode_name,
 )
+from core.rules.stops import stops_check
 from core.rules.submission import (
     CLIENT_ID_MAX_LENGTH,
     CLIENT_ID_PREFIX_RE,
@@ -102,6 +103,7 @@ __all__ = [
     "retcode_name",
     "slippage_pips",
     "spread_pips",
+    "stops_check",
     "units_to_lots",
     "vwap",
 ]

@@ -15,6 +15,7 @@ from storage.db import create_db_engine
 from storage.journal import AuditKey, read_tail, verify_chain
 from tests.actors.conftest import EngineFactory, rpm
 from tests.helpers import eventually
+from tests.storage.conftest import disable_journal_guard
 
 SECRET = "engine-audit-key-0123456789"
 
@@ -97,3 +98,46 @@ def test_the_server_masks_the_audit_key_in_its_logs() -> None:
     from core.settings import load_settings
 
     assert SECRET in _secrets_of(load_settings(audit_key=SECRET), {}, "sqlite:///engine.db")
+
+
+def test_an_engine_over_a_truncated_journal_boots_halted(
+    make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    # Rows deleted from the end leave a chain that verifies; the checkpoint file, written
+    # outside the database, is what the next start compares the journal with.
+    file = tmp_path / "checkpoints.jsonl"
+    first = make_engine(audit_checkpoint_file=str(file))
+    first.execute(rpm("dec-1"))
+    first.execute(rpm("dec-2"))
+    first.stop()
+    last = _last(file)
+    assert last is not None
+    db = create_db_engine(first.database_url)
+    try:
+        disable_journal_guard(db)
+        with db.begin() as connection:
+            connection.exec_driver_sql(
+                f"DELETE FROM execution_events WHERE sequence > {last.sequence - 2}"
+            )
+    finally:
+        db.dispose()
+
+    again = make_engine(database_url=first.database_url, audit_checkpoint_file=str(file))
+    state = again.trading_state()
+    assert state is not None
+    assert state.state == "HALTED"
+    assert "truncated tail" in state.reason
+    assert f"rows {last.sequence - 1}..{last.sequence} are missing" in state.reason
+
+
+def test_an_engine_over_an_intact_journal_starts_active(
+    make_engine: EngineFactory, tmp_path: Path
+) -> None:
+    file = tmp_path / "checkpoints.jsonl"
+    first = make_engine(audit_checkpoint_file=str(file))
+    first.execute(rpm("dec-1"))
+    first.stop()
+    again = make_engine(database_url=first.database_url, audit_checkpoint_file=str(file))
+    state = again.trading_state()
+    assert state is None or state.state == "ACTIVE"
+    assert again.execute(rpm("dec-2")).status == "FILLED"

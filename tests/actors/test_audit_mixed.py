@@ -172,6 +172,9 @@ def test_500_mixed_executions_keep_an_intact_replayable_append_only_journal(
         order_timeout_seconds=30.0,
         ask_timeout_seconds=30.0,
         pip_size_overrides={"XAUUSD": 0.1},
+        # One order per case (its expectations count orders): buys and sells alternate,
+        # which on this hedging account would otherwise close each other (see test_position_legs).
+        opposite_positions="hedge",
     )
     first, second = _waves()
     cases = {case.decision_id: case for case in (*first, *second)}

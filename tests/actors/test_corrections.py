@@ -38,6 +38,12 @@ def test_an_order_that_appears_after_not_sent_is_corrected_loudly(
             timeout=10,
             what="the correction",
         )
+        # The projection is committed before the counter and the log line: wait for both.
+        eventually(
+            lambda: engine.metrics.registry.get_sample_value("ee_reconcile_corrections_total")
+            == 1,
+            what="the correction counted",
+        )
 
     assert record.order_id == late.order
     assert record.executed_lots == pytest.approx(0.5)

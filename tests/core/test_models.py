@@ -180,3 +180,19 @@ def test_an_intended_price_beyond_any_quote_is_refused() -> None:
     with pytest.raises(ValidationError, match="intended_price"):
         RPMOutput.model_validate(message(intended_price=1e308))
     assert RPMOutput.model_validate(message(intended_price=1e12)).decision.approved_trade
+
+
+@pytest.mark.parametrize("field", ["stop_loss", "take_profit"])
+@pytest.mark.parametrize("value", [0, -1.1, 1e13, float("nan"), float("inf"), True, "1.1"])
+def test_stops_must_be_finite_positive_bounded_prices(field: str, value: Any) -> None:
+    with pytest.raises(ValidationError, match=field):
+        RPMOutput.model_validate(message(**{field: value}))
+
+
+def test_stops_are_optional_and_kept() -> None:
+    trade = RPMOutput.model_validate(message(stop_loss=1.09, take_profit=1.1)).decision
+    assert trade.approved_trade is not None
+    assert (trade.approved_trade.stop_loss, trade.approved_trade.take_profit) == (1.09, 1.1)
+    plain = RPMOutput.model_validate(message()).decision.approved_trade
+    assert plain is not None
+    assert (plain.stop_loss, plain.take_profit) == (None, None)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import AliasChoices, SecretStr, ValidationError
 
-from core.enums import PartialFillPolicy
+from core.enums import OppositePolicy, PartialFillPolicy, PositionScope
 from core.errors import ConfigurationError
 from core.settings import API_ROLES, Settings, load_settings
 
@@ -56,6 +56,8 @@ DEFAULTS: dict[str, Any] = {
     "client_id_prefix": "ee",
     "pip_size_overrides": {},
     "partial_fill_policy": PartialFillPolicy.ACCEPT,
+    "position_scope": PositionScope.ENGINE,
+    "opposite_positions": OppositePolicy.REDUCE,
     "poll_interval_seconds": 0.1,
     "retry_backoff_seconds": 0.2,
     "retry_backoff_cap_seconds": 2.0,
@@ -73,6 +75,8 @@ DEFAULTS: dict[str, Any] = {
     "audit_key": None,
     "audit_checkpoint_seconds": 60.0,
     "audit_checkpoint_file": None,
+    "alert_webhook_url": None,
+    "alert_timeout_seconds": 3.0,
     "api_tokens": None,
     "log_format": "text",
     "log_level": "INFO",
@@ -144,6 +148,8 @@ def test_variable_names_are_the_seeds_or_ee_prefixed() -> None:
             {"XAUUSD": 0.1, "US30": 1.0},
         ),
         ("EE_PARTIAL_FILL_POLICY", "COMPLETE", "partial_fill_policy", PartialFillPolicy.COMPLETE),
+        ("EE_POSITION_SCOPE", "Account", "position_scope", PositionScope.ACCOUNT),
+        ("EE_OPPOSITE_POSITIONS", "hedge", "opposite_positions", OppositePolicy.HEDGE),
         ("EE_POLL_INTERVAL_SECONDS", "0.05", "poll_interval_seconds", 0.05),
         ("EE_RETRY_BACKOFF_SECONDS", "0.5", "retry_backoff_seconds", 0.5),
         ("EE_RETRY_BACKOFF_CAP_SECONDS", "5", "retry_backoff_cap_seconds", 5.0),
@@ -459,3 +465,21 @@ def test_env_file_on_request(tmp_path: Path) -> None:
     env_file.write_text("MAX_RETRIES=9\nEE_MAGIC=12\n")
     settings = load_settings(_env_file=env_file)
     assert (settings.max_retries, settings.magic) == (9, 12)
+
+
+@pytest.mark.parametrize(
+    "urls", ["ftp://hooks.example/x-secret", "https://user:x-secret@hooks.example/p", "x-secret"]
+)
+def test_bad_alert_webhook_urls_are_refused_without_echoing_them(
+    monkeypatch: pytest.MonkeyPatch, urls: str
+) -> None:
+    monkeypatch.setenv("EE_ALERT_WEBHOOK_URL", f"https://ok.example/a,{urls}")
+    with pytest.raises(ConfigurationError, match="EE_ALERT_WEBHOOK_URL") as caught:
+        load_settings()
+    assert "x-secret" not in str(caught.value)
+
+
+def test_alert_webhook_urls_are_comma_separated_and_secret() -> None:
+    settings = load_settings(alert_webhook_url=" https://a.example/T/B/x , http://b:8080/h,")
+    assert settings.alert_webhook_urls() == ("https://a.example/T/B/x", "http://b:8080/h")
+    assert "a.example" not in repr(settings)

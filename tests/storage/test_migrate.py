@@ -104,7 +104,7 @@ def test_the_reducing_state_is_stored_and_a_downgrade_makes_it_halted(database_u
         with engine.begin() as connection:
             config = alembic_config()
             config.attributes["connection"] = connection
-            command.downgrade(config, "0002_keyed_chain")
+            command.downgrade(config, "0003_execution_legs")
         with engine.connect() as connection:
             row = connection.exec_driver_sql("SELECT state, reason FROM trading_state").one()
         assert tuple(row) == ("HALTED", "cut risk")

@@ -234,6 +234,18 @@ def test_fault_injection_is_reachable_through_the_bridge(bridge: RpycTerminal) -
     assert bridge.remote("pending_faults") == ()
 
 
+def test_account_rules_are_settable_through_the_bridge(bridge: RpycTerminal) -> None:
+    bridge.remote("set_hedge_prohibited", True)
+    bridge.remote("set_account", fifo_close=True)
+    opened = bridge.order_send(market_order())
+    assert opened.retcode == 10009
+    opposite = {**market_order(), "type": 1}
+    assert bridge.order_send(opposite).retcode == 10046  # TRADE_RETCODE_HEDGE_PROHIBITED
+    assert bridge.account_info().fifo_close is True
+    closed = bridge.order_send({**opposite, "position": opened.order})
+    assert closed.retcode == 10009
+
+
 # rpyc 6.0.2's socket_backoff_connect does not close its socket when the connection is
 # refused (only on a timeout); the socket is collected with a ResourceWarning.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")

@@ -7,7 +7,7 @@ Downgrading turns a REDUCING row into HALTED: the older engine knows no reduce-o
 and the safe reading of "only reduce" for it is "send nothing".
 
 Revision ID: 0004_reducing_state
-Revises: 0002_keyed_chain
+Revises: 0003_execution_legs
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_reducing_state"
-down_revision: str | Sequence[str] | None = "0002_keyed_chain"
+down_revision: str | Sequence[str] | None = "0003_execution_legs"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,151 @@
+"""Crash recovery of an execution with more than one leg (`core.models.ExecutionLeg`).
+
+Each leg settles exactly once, on its own client id: the leg that was in flight (written
+ahead as SUBMITTING, or UNKNOWN after an ambiguous send) is looked up like any order
+(by its ticket, else by magic + its client id, else by symbol + side + volume) and
+settled on its deals; a leg the terminal provably never got is NOT_SENT. A later leg that
+was still PLANNED when the engine stopped is never sent after the crash: sending needs a
+live RPM request, and the book may have moved. So such an execution ends PARTIALLY_FILLED
+with the legs that did fill (or REJECTED NOT_SENT when none did), and says which legs were
+not sent. A close found already done is simply counted: nothing is ever resent.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from actors.messages import OrderFinding, SendTrace, SymbolSpec
+from core.enums import ExecutionStatus, RejectionReason
+from core.errors import ReconciliationError
+from core.models import ExecutionLeg, ExecutionLog
+from core.rules import lots_to_units, pip_size, slippage_pips
+
+if TYPE_CHECKING:
+    from actors.recovery import Reconciler
+
+_S = ExecutionStatus
+_R = RejectionReason
+_VOLUME_EPS = 1e-9
+
+
+def settle_legs(rec: Reconciler, record: ExecutionLog, claimed: set[int]) -> ExecutionLog | None:
+    """Settle a multi-leg execution; None while its in-flight leg must wait for evidence."""
+    legs = list(record.legs)
+    current = next((leg for leg in legs if leg.status in ("SUBMITTING", "UNKNOWN")), None)
+    if current is not None:
+        settled = _settle_in_flight(rec, record, current, claimed)
+        if settled is None:
+            return None
+        legs[current.index] = settled
+    legs = [
+        leg.model_copy(update={"status": "NOT_SENT"}) if leg.status == "PLANNED" else leg
+        for leg in legs
+    ]
+    return _finish(rec, record, tuple(legs))
+
+
+def _settle_in_flight(
+    rec: Reconciler, record: ExecutionLog, leg: ExecutionLeg, claimed: set[int]
+) -> ExecutionLeg | None:
+    trace: SendTrace = rec.ask("send_trace", leg.client_id)
+    finding: OrderFinding | None = None
+    if leg.order_id:
+        by_ticket: OrderFinding = rec.ask("query_order", leg.order_id, leg.volume)
+        finding = by_ticket if by_ticket.found else None
+    if finding is None:
+        finding = rec.ask(
+            "find_order",
+            client_id=leg.client_id,
+            symbol=record.symbol,
+            direction=1 if record.direction > 0 else -1,
+            lots=leg.volume,
+            since=record.submitted_at or record.created_at,
+            exclude=sorted(claimed),
+        )
+    if finding is None:
+        proof = rec.absence_proof(record, trace)
+        if proof is None:
+            return None
+        rec.journal(record, "RECOVERED_LEG_ABSENT", {"leg": leg.index, **proof})
+        return leg.model_copy(update={"status": "NOT_SENT"})
+    claimed.add(finding.ticket)
+    rec.journal(
+        record,
+        "RECOVERED_LEG_FOUND",
+        {"leg": leg.index, "ticket": finding.ticket, "filled_volume": finding.filled_volume},
+    )
+    if finding.open:
+        finding = rec.remove(record, finding, leg.volume)
+    filled = round(finding.filled_volume, 8)
+    status = (
+        "FILLED"
+        if filled >= leg.volume - _VOLUME_EPS
+        else "PARTIALLY_FILLED"
+        if filled > 0
+        else "NOT_FILLED"
+    )
+    return leg.model_copy(
+        update={
+            "status": status,
+            "filled_volume": filled,
+            "fill_price": finding.vwap,
+            "order_id": finding.ticket,
+            "deal_id": finding.deals[-1].ticket if finding.deals else None,
+        }
+    )
+
+
+def _finish(rec: Reconciler, record: ExecutionLog, legs: tuple[ExecutionLeg, ...]) -> ExecutionLog:
+    filled = round(sum(leg.filled_volume for leg in legs), 8)
+    unsent = [leg.index for leg in legs if leg.status == "NOT_SENT"]
+    payload: dict[str, Any] = {"legs": [leg.model_dump(mode="json") for leg in legs]}
+    if filled <= _VOLUME_EPS:
+        return rec.finish(
+            record,
+            _S.REJECTED,
+            payload,
+            reason=_R.NOT_SENT,
+            details=f"no leg executed; leg(s) {unsent} not sent (crash recovery)",
+            legs=legs,
+        )
+    spec: SymbolSpec | None = rec.ask("symbol_spec", record.symbol)
+    if spec is None:
+        raise ReconciliationError(f"symbol {record.symbol} is unknown to the terminal")
+    price = sum(leg.filled_volume * (leg.fill_price or 0.0) for leg in legs) / filled
+    pip = pip_size(spec.digits, spec.point, rec.pip_override(record.symbol))
+    signed: float | None = None
+    absolute: float | None = None
+    if record.intended_price is not None and price > 0:
+        signed, absolute = slippage_pips(
+            1 if record.direction > 0 else -1, record.intended_price, price, pip
+        )
+    complete = filled >= (record.intended_lots or 0.0) - _VOLUME_EPS
+    details = None
+    reason = None
+    if not complete:
+        details = f"filled {filled} of {record.intended_lots} lots"
+        if unsent:
+            reason = _R.NOT_SENT
+            details += (
+                f"; leg(s) {unsent} were not sent: the engine stopped before them, and "
+                "crash recovery never sends without a live request"
+            )
+    first = next((leg.order_id for leg in legs if leg.order_id), None)
+    return rec.finish(
+        record,
+        _S.FILLED if complete else _S.PARTIALLY_FILLED,
+        {**payload, "pip_size": pip},
+        reason=reason,
+        details=details,
+        order_id=first,
+        executed_lots=filled,
+        executed_units=lots_to_units(filled, spec.trade_contract_size),
+        fill_price=round(price, spec.digits + 3),
+        slippage_pips=signed,
+        slippage_abs_pips=absolute,
+        filled_at=rec.now(),
+        legs=legs,
+    )
+
+
+__all__ = ["settle_legs"]
