@@ -654,6 +654,16 @@ class Supervisor:
         except PersistenceError:
             log.warning("cannot list open executions now; the recovery thread retries")
 
+    def halt_flatten_begins(self, reason: str, by: str) -> None:
+        """The first step of a halt that flattens: REDUCING (no opening send starts after
+        this returns; the closes of the flatten pass the gate) and every live execution
+        told to halt, as a halt does; `halt()` follows once the closes are settled."""
+        with self._state_lock:
+            log.warning("halting trading (by %s), flattening first: %s", by, reason)
+            self.kill_switch.reduce(f"halting, flattening first: {reason}", by)
+        for ref in self.live_orders().values():
+            _tell(ref, Halt(reason))
+
     def reduce_only(self, reason: str, by: str) -> None:
         """REDUCING: from here on only trades that reduce positions are sent; an opening
         part is refused (REDUCE_ONLY). When this returns no opening `order_send` is in

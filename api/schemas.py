@@ -47,6 +47,33 @@ class HaltRequest(_Request):
     """Why trading stops."""
 
     reason: Reason = Field(description="Why trading stops; journaled with who asked.")
+    flatten: bool = Field(
+        default=False,
+        description="Close every position the engine owns first (REDUCING meanwhile), then halt.",
+    )
+
+
+class FlattenRequest(_Request):
+    """Why the engine's positions are closed, and which symbol's (all when absent)."""
+
+    reason: Reason = Field(description="Why; journaled with who asked.")
+    symbol: (
+        Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SYMBOL_PATTERN)]
+        | None
+    ) = Field(default=None, description="Only this symbol's positions.")
+
+
+class FlattenReport(BaseModel):
+    """What a flatten did (the fields `actors._flatten` documents, kept as given)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    operation: str
+    positions_found: int
+    positions_closed: int
+    volume_closed: float
+    realized_profit: float | None = None
+    executions: list[dict[str, Any]]
 
 
 class ReduceOnlyRequest(_Request):
@@ -69,6 +96,9 @@ class TradingStateOut(BaseModel):
     changed_by: str | None = None
     reason: str | None = None
     changed_at: datetime | None = None
+    flatten: FlattenReport | None = Field(
+        default=None, description="The flatten's report, for a halt with `flatten`."
+    )
 
     @classmethod
     def of(cls, record: TradingStateRecord | None) -> TradingStateOut:
@@ -129,6 +159,8 @@ __all__ = [
     "SYMBOL_PATTERN",
     "DrillReport",
     "ExecutionAccepted",
+    "FlattenReport",
+    "FlattenRequest",
     "HaltRequest",
     "HealthOut",
     "Reason",

@@ -416,6 +416,28 @@ def test_reduce_only_by_a_trader_shown_everywhere_and_only_an_admin_resumes(
     assert _execute(client, "after-resume")["status"] == "FILLED"
 
 
+def test_flatten_by_a_trader_closes_the_book_and_halt_can_flatten(
+    client: ApiClient, sim: SimulatedTerminal
+) -> None:
+    _execute(client, "buy-eur")
+    _execute(client, "sell-jpy", symbol="USDJPY", direction=-1)
+    assert client.post("/flatten", headers=VIEWER, json={"reason": "x"}).status_code == 403
+
+    one = client.post("/flatten", headers=TRADER, json={"reason": "news", "symbol": "USDJPY"})
+    assert one.status_code == 200, one.text
+    assert (one.json()["positions_closed"], one.json()["executions"][0]["symbol"]) == (
+        1,
+        "USDJPY",
+    )
+    halted = client.post("/halt", headers=TRADER, json={"reason": "eod", "flatten": True})
+    assert halted.status_code == 200, halted.text
+    assert halted.json()["state"] == "HALTED"
+    assert halted.json()["flatten"]["positions_closed"] == 1
+    assert sim.positions_get() == ()
+    refused = client.post("/flatten", headers=TRADER, json={"reason": "again"})
+    assert refused.status_code == 409
+
+
 @pytest.mark.parametrize(
     ("body", "named"),
     [
