@@ -3,7 +3,9 @@
 Halting must work even when the store does not: the switch (the broker's gate) is set
 first, then the change is persisted and journaled through the PersistenceActor; a change
 the store cannot take now stays pending (the newest wins) and is written as soon as it
-can be. Resuming is the other way round: nothing trades before ACTIVE is committed.
+can be. Switching to REDUCING narrows what may be sent, so it is a restriction like the
+halt: the gate first, then the record. Resuming is the other way round: nothing trades
+before ACTIVE is committed.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ log = logging.getLogger(__name__)
 
 
 class KillSwitch:
-    """ACTIVE / HALTED, with who, when and why; starts HALTED until recovery says otherwise."""
+    """ACTIVE / REDUCING / HALTED, with who, when and why; starts HALTED until recovery
+    says otherwise."""
 
     def __init__(
         self,
@@ -55,17 +58,35 @@ class KillSwitch:
         """False while a change waits for the store."""
         return self._pending is None
 
+    @property
+    def state(self) -> TradingState:
+        return self.switch.state
+
     def engage(self, reason: str, by: str) -> None:
         """Halt: close the gate (waiting for a send in progress), then persist."""
-        if not self.switch.set(True, reason, wait=self._ask_timeout):
-            log.error("an order_send was still running %s s after the halt", self._ask_timeout)
-        record = self._record(TradingState.HALTED, reason, by)
+        self._restrict(TradingState.HALTED, reason, by)
+
+    def reduce(self, reason: str, by: str) -> None:
+        """REDUCING: let only reducing sends through (waiting for a send in progress), then
+        persist."""
+        self._restrict(TradingState.REDUCING, reason, by)
+
+    def _restrict(self, state: TradingState, reason: str, by: str) -> None:
+        halted = state is TradingState.HALTED
+        reducing = state is TradingState.REDUCING
+        if not self.switch.set(halted, reason, wait=self._ask_timeout, reducing=reducing):
+            log.error(
+                "an order_send was still running %s s after the switch to %s",
+                self._ask_timeout,
+                state.value,
+            )
+        record = self._record(state, reason, by)
         with self._lock:
             self._pending = record
             try:
                 self._write(record, self._ask_timeout)
             except (PersistenceError, pykka.ActorDeadError) as exc:
-                log.error("HALTED not yet persisted (%s); it is retried", exc)
+                log.error("%s not yet persisted (%s); it is retried", state.value, exc)
                 self._retry_soon()
             else:
                 self._pending = None
@@ -79,9 +100,11 @@ class KillSwitch:
         self.switch.set(False)
         self._announce(record)
 
-    def restore(self, halted: bool, reason: str) -> None:
+    def restore(self, state: TradingState, reason: str) -> None:
         """The state found at start (nothing to persist: it is the persisted one)."""
-        self.switch.set(halted, reason)
+        self.switch.set(
+            state is TradingState.HALTED, reason, reducing=state is TradingState.REDUCING
+        )
 
     def flush(self, timeout: float) -> None:
         """Write a pending change; raises `PersistenceError` while the store cannot."""

@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -152,6 +152,10 @@ class _SendTurn:
 def not_sent(reason: str) -> SendOutcome:
     """The answer to a send that certainly never reached `order_send`, and why."""
     return SendOutcome(klass=RetcodeClass.FINAL, retcode=None, comment=reason, not_sent=True)
+
+
+_CLOSING_ENTRIES = frozenset({1, 3})
+"""DEAL_ENTRY_OUT and DEAL_ENTRY_OUT_BY: the deals that realize a position's P&L."""
 
 
 class BrokerActor(FastInbox):
@@ -429,6 +433,35 @@ class BrokerActor(FastInbox):
     def open_positions(self, symbol: str) -> _ReadPositions | None:
         """`_positions` for an OrderActor that needs them on a netting account."""
         return self._positions(symbol)
+
+    def positions_now(self, symbol: str | None = None) -> tuple[OpenPosition, ...] | None:
+        """Every open position (or `symbol`'s), read now and not cached: what a flatten
+        closes. None when the terminal could not say."""
+        rows, err = self._info("positions_get", **({"symbol": symbol} if symbol else {}))
+        if rows is None and err is not None and err[0] != 1:
+            return None
+        return tuple(
+            OpenPosition(
+                ticket=int(p.ticket),
+                type=int(p.type),
+                volume=float(p.volume),
+                time_msc=int(p.time_msc),
+                magic=int(p.magic),
+                symbol=str(p.symbol),
+            )
+            for p in (rows or ())
+        )
+
+    def closing_profits(self, positions: Sequence[int]) -> dict[int, float]:
+        """The `profit` MT5 reports on the closing deals (DEAL_ENTRY_OUT / OUT_BY) of each
+        of `positions`: their realized P&L. A position with no such deal found is left out."""
+        found: dict[int, float] = {}
+        for ticket in positions:
+            rows, _ = self._info("history_deals_get", position=int(ticket))
+            closing = [r for r in rows or () if int(getattr(r, "entry", 0)) in _CLOSING_ENTRIES]
+            if closing:
+                found[int(ticket)] = sum(float(getattr(r, "profit", 0.0)) for r in closing)
+        return found
 
     def _positions(self, symbol: str) -> _ReadPositions | None:
         """When they were read (monotonic) and the symbol's open positions, coalesced like

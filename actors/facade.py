@@ -25,6 +25,7 @@ from typing import Any
 import pykka
 from pydantic import ValidationError
 
+from actors._flatten import FlattenPorts, flatten
 from actors._legs import PositionClaims
 from actors._scheduler import Scheduler
 from actors._shared import MarginBook
@@ -42,6 +43,7 @@ from core.errors import (
     ExecutionNotFoundError,
     IdempotencyConflictError,
     InvalidRequestError,
+    TradingHaltedError,
 )
 from core.ids import IdSource, UuidIds
 from core.models import (
@@ -126,7 +128,9 @@ class ExecutionFacade:
         )
         self.switch = self.supervisor.switch
         self._order_config = self._make_order_config()
-        self.metrics.bind_gauges(lambda: self.switch.halted, self.in_flight)
+        self.metrics.bind_gauges(
+            lambda: self.switch.halted, self.in_flight, lambda: self.switch.state
+        )
         try:
             self.recovery: RecoveryReport = self.supervisor.start()
         except BaseException:
@@ -349,14 +353,71 @@ class ExecutionFacade:
     def trading_state(self) -> TradingStateRecord | None:
         return self.supervisor.trading_state()
 
-    def halt(self, reason: str, by: str) -> None:
+    def halt(self, reason: str, by: str, *, flatten: bool = False) -> dict[str, Any] | None:
         """Stop trading: no order_send starts after this returns; every execution not yet
-        sent is rejected with TRADING_HALTED; orders still open are removed."""
-        self.supervisor.halt(reason, by)
+        sent is rejected with TRADING_HALTED; orders still open are removed.
+
+        `flatten=True` closes every owned position first: the state is REDUCING while the
+        closes run (no opening send can start, executions in flight are halted), then
+        HALTED, also when the flatten fails. Returns the flatten's report."""
+        if not flatten:
+            self.supervisor.halt(reason, by)
+            return None
+        self.supervisor.halt_flatten_begins(reason, by)
+        try:
+            return self._flatten(None, reason=reason, by=by)
+        finally:
+            self.supervisor.halt(reason, by)
+
+    def flatten(self, symbol: str | None = None, *, reason: str, by: str) -> dict[str, Any]:
+        """Close every position the engine owns (on `symbol`, or all), each by its ticket
+        as one execution through the normal pipeline; see `actors._flatten`. Refused while
+        HALTED (`TradingHaltedError`: `halt(..., flatten=True)` flattens and halts)."""
+        if self.switch.halted:
+            raise TradingHaltedError(
+                "trading is HALTED: nothing is sent (halt with flatten closes, then halts)",
+                reason=self.switch.reason,
+            )
+        return self._flatten(symbol, reason=reason, by=by)
+
+    def _flatten(self, symbol: str | None, *, reason: str, by: str) -> dict[str, Any]:
+        self._check_running()
+        s = self.settings
+        ports = FlattenPorts(
+            broker=self.supervisor.broker_proxy,
+            persistence=self.supervisor.persistence_ref,
+            submit=self.submit,
+            non_final=self.repository.non_final,
+            new_id=self._ids.new_id,
+            clock=self._clock,
+            magic=s.magic,
+            scope=s.position_scope,
+            ask_timeout=s.ask_timeout_seconds,
+            wait=self._default_wait(),
+        )
+        report = flatten(ports, symbol, reason=reason, by=by)
+        self.supervisor.alerts.alert(
+            "flatten",
+            f"flatten by {by}: {report['positions_closed']} of {report['positions_found']} "
+            f"positions closed ({reason})",
+            operation=report["operation"],
+            by=by,
+            reason=reason,
+            symbol=symbol,
+            volume_closed=report["volume_closed"],
+            realized_profit=report["realized_profit"],
+        )
+        return report
+
+    def reduce_only(self, *, reason: str, by: str) -> None:
+        """REDUCING: only trades that reduce positions are sent; an opening part is REJECTED
+        with REDUCE_ONLY (nothing sent). `resume` returns to ACTIVE. Refused while HALTED
+        (`TradingHaltedError`)."""
+        self.supervisor.reduce_only(reason, by)
 
     def resume(self, by: str, reason: str = "resumed") -> None:
-        """Trade again, only after a successful reconciliation (`ReconciliationError`
-        otherwise, and trading stays HALTED)."""
+        """Trade again (ACTIVE, from HALTED or REDUCING), only after a successful
+        reconciliation (`ReconciliationError` otherwise, and the state stays as it was)."""
         self.supervisor.resume(by, reason)
 
     def health(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from core.enums import ExecutionStatus, RejectionReason
+from core.enums import ExecutionStatus, RejectionReason, TradingState
 from core.models import ExecutionLog
 
 _LATENCY_BUCKETS = (
@@ -149,6 +149,12 @@ class EngineMetrics:
         self.trading_halted = Gauge(
             "ee_trading_halted", "1 when the kill switch is engaged.", registry=r
         )
+        self.trading_state = Gauge(
+            "ee_trading_state",
+            "1 for the kill switch's current state (ACTIVE, REDUCING or HALTED), else 0.",
+            ["state"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             "ee_executions_in_flight", "Executions not yet final in this process.", registry=r
         )
@@ -176,6 +182,7 @@ class EngineMetrics:
         )
         self._unknown: set[str] = set()
         self._halted_fn: Callable[[], bool] = lambda: False
+        self._state_fn: Callable[[], TradingState] = lambda: TradingState.ACTIVE
         self._in_flight_fn: Callable[[], int] = lambda: 0
         self._lock = threading.Lock()
         self._database_up: bool | None = None
@@ -270,10 +277,21 @@ class EngineMetrics:
     def restarted(self, actor: str) -> None:
         self.restarts.labels(actor).inc()
 
-    def bind_gauges(self, halted: Callable[[], bool], in_flight: Callable[[], int]) -> None:
+    def bind_gauges(
+        self,
+        halted: Callable[[], bool],
+        in_flight: Callable[[], int],
+        state: Callable[[], TradingState] | None = None,
+    ) -> None:
         self._halted_fn = halted
         self._in_flight_fn = in_flight
         self.trading_halted.set_function(lambda: 1.0 if halted() else 0.0)
+        if state is not None:
+            self._state_fn = state
+            for each in TradingState:
+                self.trading_state.labels(each.value).set_function(
+                    lambda each=each: 1.0 if state() is each else 0.0  # type: ignore[misc]
+                )
         self.in_flight.set_function(lambda: float(in_flight()))
 
     def _observe(self, name: str, seconds: float) -> None:
@@ -317,6 +335,7 @@ class EngineMetrics:
             },
             "latency_ms": {name: _latency_summary(values) for name, values in latencies.items()},
             "trading_halted": self._halted_fn(),
+            "trading_state": self._state_fn().value,
             "executions_in_flight": self._in_flight_fn(),
             "executions_unknown": self.unknown_count(),
             "database_up": database_up,

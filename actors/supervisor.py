@@ -24,7 +24,8 @@ that died (a crash, or a write the store refused) leaves an orphan execution, wh
 recovery thread reconciles with the terminal exactly as startup recovery does.
 
 The kill switch (`actors._kill_switch`) is persisted and journaled with who, when and
-why; an engine that was halted boots halted. `halt()` first closes the shared
+why; its states are ACTIVE, REDUCING (only reducing sends pass its gate) and HALTED, and
+an engine boots in the state it left (after recovery). `halt()` first closes the shared
 `TradingSwitch` that the BrokerActor checks under its gate right before each
 `order_send`, so no send starts after `halt()` returns, not even one already queued in
 the broker's inbox. Trading halts on its own when the restart intensity is exceeded,
@@ -77,6 +78,7 @@ from core.errors import (
     PersistenceError,
     ReconciliationError,
     TicketConflictError,
+    TradingHaltedError,
 )
 from core.models import TradingStateRecord
 from core.settings import Settings
@@ -276,7 +278,8 @@ class Supervisor:
         (UNKNOWN to the RPM, their margin held, each settled once), so the engine takes new
         work at once instead of waiting out their reconcile windows. Trading is ACTIVE
         afterwards only when no reconciliation failed (the terminal answered, no broker-
-        acknowledged order is missing) and the persisted state was not HALTED.
+        acknowledged order is missing) and the persisted state was ACTIVE; an engine that
+        was REDUCING boots REDUCING, one that was HALTED boots HALTED.
         """
         self.alerts.start()
         check_audit_key(self.db, self.audit_key)
@@ -319,10 +322,12 @@ class Supervisor:
         elif report.failures:
             self.halt(f"reconciliation failed at start: {report.error()}", SUPERVISOR)
         elif persisted is not None and persisted.state == TradingState.HALTED.value:
-            self.kill_switch.restore(True, persisted.reason)
+            self.kill_switch.restore(TradingState.HALTED, persisted.reason)
             self._tell_broker("set_halted", True)
+        elif persisted is not None and persisted.state == TradingState.REDUCING.value:
+            self.kill_switch.restore(TradingState.REDUCING, persisted.reason)
         else:
-            self.kill_switch.restore(False, "")
+            self.kill_switch.restore(TradingState.ACTIVE, "")
         for target, name in (
             (self._watch_loop, "ee-supervisor"),
             (self._recovery_loop, "ee-recovery"),
@@ -649,11 +654,36 @@ class Supervisor:
         except PersistenceError:
             log.warning("cannot list open executions now; the recovery thread retries")
 
+    def halt_flatten_begins(self, reason: str, by: str) -> None:
+        """The first step of a halt that flattens: REDUCING (no opening send starts after
+        this returns; the closes of the flatten pass the gate) and every live execution
+        told to halt, as a halt does; `halt()` follows once the closes are settled."""
+        with self._state_lock:
+            log.warning("halting trading (by %s), flattening first: %s", by, reason)
+            self.kill_switch.reduce(f"halting, flattening first: {reason}", by)
+        for ref in self.live_orders().values():
+            _tell(ref, Halt(reason))
+
+    def reduce_only(self, reason: str, by: str) -> None:
+        """REDUCING: from here on only trades that reduce positions are sent; an opening
+        part is refused (REDUCE_ONLY). When this returns no opening `order_send` is in
+        progress. Persisted and journaled as a halt is. From HALTED it is refused
+        (`TradingHaltedError`): leaving a halt, even for REDUCING, is the admin's resume."""
+        with self._state_lock:
+            if self.switch.halted:
+                raise TradingHaltedError(
+                    "trading is HALTED: only an admin's resume leaves a halt",
+                    reason=self.switch.reason,
+                )
+            log.warning("trading reduce-only (by %s): %s", by, reason)
+            self.kill_switch.reduce(reason, by)
+
     def resume(self, by: str, reason: str = "resumed") -> RecoveryReport:
-        """Trade again, only once the children are up, the terminal is connected, and a
-        reconciliation pass over every execution without a live OrderActor met no failure
-        (those still waiting for evidence go on in the background, as at start): raises
-        `ReconciliationError` otherwise (or `PersistenceError`), and trading stays HALTED."""
+        """Trade again (ACTIVE, from HALTED or REDUCING), only once the children are up,
+        the terminal is connected, and a reconciliation pass over every execution without a
+        live OrderActor met no failure (those still waiting for evidence go on in the
+        background, as at start): raises `ReconciliationError` otherwise (or
+        `PersistenceError`), and trading stays as it was."""
         with self._state_lock:
             if self._identity_error is not None:
                 # The admin's decision: the terminal now connected becomes the known one.
@@ -716,7 +746,8 @@ class Supervisor:
         actors["orders"] = self.orders.describe()
         since = self._disconnected_since
         down = None if since is None else round(time.monotonic() - since, 3)
-        halted = self.switch.halted
+        state = self.switch.state
+        halted = state is TradingState.HALTED
         stall = self.terminal_watch.stall()
         # Not answering for a moment is a slow call; for half the send wait, a fault.
         answering = stall is None or stall[0] < self._terminal_wait / 2
@@ -724,8 +755,9 @@ class Supervisor:
         if self.terminal_watch.unreachable():
             connected = False  # known down, whatever the last health answer said
         return {
-            "trading_state": (TradingState.HALTED if halted else TradingState.ACTIVE).value,
+            "trading_state": state.value,
             "halted_reason": self.switch.reason if halted else None,
+            "reducing_reason": self.switch.reason if state is TradingState.REDUCING else None,
             "trading_state_persisted": self.kill_switch.persisted,
             "broker": {
                 "connected": connected,

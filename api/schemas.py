@@ -47,6 +47,39 @@ class HaltRequest(_Request):
     """Why trading stops."""
 
     reason: Reason = Field(description="Why trading stops; journaled with who asked.")
+    flatten: bool = Field(
+        default=False,
+        description="Close every position the engine owns first (REDUCING meanwhile), then halt.",
+    )
+
+
+class FlattenRequest(_Request):
+    """Why the engine's positions are closed, and which symbol's (all when absent)."""
+
+    reason: Reason = Field(description="Why; journaled with who asked.")
+    symbol: (
+        Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SYMBOL_PATTERN)]
+        | None
+    ) = Field(default=None, description="Only this symbol's positions.")
+
+
+class FlattenReport(BaseModel):
+    """What a flatten did (the fields `actors._flatten` documents, kept as given)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    operation: str
+    positions_found: int
+    positions_closed: int
+    volume_closed: float
+    realized_profit: float | None = None
+    executions: list[dict[str, Any]]
+
+
+class ReduceOnlyRequest(_Request):
+    """Why trading may only reduce positions from now on."""
+
+    reason: Reason = Field(description="Why trading becomes reduce-only; journaled with who.")
 
 
 class ResumeRequest(_Request):
@@ -56,12 +89,16 @@ class ResumeRequest(_Request):
 
 
 class TradingStateOut(BaseModel):
-    """The kill switch: ACTIVE or HALTED, and who set it, when and why (null if never set)."""
+    """The kill switch: ACTIVE, REDUCING or HALTED, and who set it, when and why (null if
+    never set)."""
 
     state: TradingState
     changed_by: str | None = None
     reason: str | None = None
     changed_at: datetime | None = None
+    flatten: FlattenReport | None = Field(
+        default=None, description="The flatten's report, for a halt with `flatten`."
+    )
 
     @classmethod
     def of(cls, record: TradingStateRecord | None) -> TradingStateOut:
@@ -122,9 +159,12 @@ __all__ = [
     "SYMBOL_PATTERN",
     "DrillReport",
     "ExecutionAccepted",
+    "FlattenReport",
+    "FlattenRequest",
     "HaltRequest",
     "HealthOut",
     "Reason",
+    "ReduceOnlyRequest",
     "ResumeRequest",
     "TradingStateOut",
 ]

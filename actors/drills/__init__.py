@@ -11,6 +11,7 @@ one fault injected mid-burst, recovery, and a JSON verdict.
 | database-outage | the store refuses every statement until trading halts |
 | halt-under-load | an operator halts mid-burst (PLACED orders are open) |
 | engine-kill | the engine process is SIGKILLed mid-burst and restarted |
+| flatten-under-faults | a flatten of 3 symbols while closes time out and the broker dies |
 
 Each returns `drill`, `executions`, `final_statuses`, `duplicates` (executions with more
 than one order at the terminal), `lost` (executions without a final state after
@@ -37,6 +38,7 @@ DRILL_NAMES: tuple[str, ...] = (
     "database-outage",
     "halt-under-load",
     "engine-kill",
+    "flatten-under-faults",
 )
 
 
@@ -56,6 +58,10 @@ def run_drill(
     if executions < 2:
         raise ConfigurationError("a drill needs at least 2 executions")
     say = progress or (lambda _: None)
+    if name == "flatten-under-faults":
+        from actors.drills.flatten import run_flatten_under_faults
+
+        return run_flatten_under_faults(executions, seed, database_url, say)
     if name == "engine-kill":
         from actors.drills.engine_kill import run_engine_kill
 

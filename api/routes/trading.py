@@ -1,4 +1,4 @@
-"""The kill switch: read it, halt trading (trader), resume it (admin)."""
+"""The kill switch: read it, halt trading or make it reduce-only (trader), resume it (admin)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ from fastapi import APIRouter
 from api.blocking import read_storage, run_blocking
 from api.deps import AdminDep, FacadeDep, TraderDep, ViewerDep
 from api.errors import ErrorBody
-from api.schemas import HaltRequest, ResumeRequest, TradingStateOut
+from api.schemas import (
+    FlattenReport,
+    FlattenRequest,
+    HaltRequest,
+    ReduceOnlyRequest,
+    ResumeRequest,
+    TradingStateOut,
+)
 
 router = APIRouter(tags=["trading"])
 
@@ -26,8 +33,49 @@ async def trading_state(facade: FacadeDep, _: ViewerDep) -> TradingStateOut:
 )
 async def halt(body: HaltRequest, facade: FacadeDep, caller: TraderDep) -> TradingStateOut:
     """Nothing is sent to the terminal after this answers; executions not yet sent are
-    rejected. Journaled with the reason and the caller's identity."""
-    await run_blocking(facade.halt, body.reason, caller.identity)
+    rejected. Journaled with the reason and the caller's identity. With `flatten`, every
+    position the engine owns is closed first (REDUCING meanwhile) and the report returned."""
+    report = await run_blocking(facade.halt, body.reason, caller.identity, flatten=body.flatten)
+    state = TradingStateOut.of(await read_storage(facade.metrics, facade.trading_state))
+    if report is None:
+        return state
+    return state.model_copy(update={"flatten": FlattenReport.model_validate(report)})
+
+
+@router.post(
+    "/flatten",
+    response_model=FlattenReport,
+    summary="Close every position the engine owns",
+    responses={
+        409: {"model": ErrorBody, "description": "Trading is halted: nothing is sent."},
+        503: {"model": ErrorBody, "description": "The terminal or the journal failed."},
+    },
+)
+async def flatten(body: FlattenRequest, facade: FacadeDep, caller: TraderDep) -> FlattenReport:
+    """Each open position of the engine (of `symbol`, or all) is closed by its ticket as one
+    execution, written ahead and reconciled like any other; journaled (FLATTEN) with the
+    reason and the caller's identity. A second flatten on a flat book sends nothing; a
+    position whose close is still being reconciled is skipped, never closed twice."""
+    report = await run_blocking(facade.flatten, body.symbol, reason=body.reason, by=caller.identity)
+    return FlattenReport.model_validate(report)
+
+
+@router.post(
+    "/reduce-only",
+    response_model=TradingStateOut,
+    summary="Only trades that reduce positions may be sent",
+    responses={
+        409: {"model": ErrorBody, "description": "Trading is halted: only a resume leaves it."},
+        503: {"model": ErrorBody, "description": "The change could not be journaled."},
+    },
+)
+async def reduce_only(
+    body: ReduceOnlyRequest, facade: FacadeDep, caller: TraderDep
+) -> TradingStateOut:
+    """REDUCING: a trade that only reduces open positions is sent; any opening part is
+    rejected with REDUCE_ONLY and nothing of it is sent. Journaled with the reason and the
+    caller's identity; `POST /resume` (admin) returns to ACTIVE."""
+    await run_blocking(facade.reduce_only, reason=body.reason, by=caller.identity)
     return TradingStateOut.of(await read_storage(facade.metrics, facade.trading_state))
 
 

@@ -40,8 +40,7 @@ def test_an_order_that_appears_after_not_sent_is_corrected_loudly(
         )
         # The projection is committed before the counter and the log line: wait for both.
         eventually(
-            lambda: engine.metrics.registry.get_sample_value("ee_reconcile_corrections_total")
-            == 1,
+            lambda: engine.metrics.registry.get_sample_value("ee_reconcile_corrections_total") == 1,
             what="the correction counted",
         )
 

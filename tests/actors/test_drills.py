@@ -128,3 +128,14 @@ def test_cli_refuses_a_real_terminal_in_one_line(
     assert code == 1
     assert "simulated terminal" in err
     assert "\n" not in err
+
+
+def test_flatten_under_faults_leaves_no_position_and_closes_none_twice() -> None:
+    report = run_drill("flatten-under-faults", executions=12, seed=3)
+
+    assert_passed(report, 12)
+    assert report["positions_left"] == 0
+    details = report["details"]
+    assert details["closed_twice"] == []
+    assert details["checks"]["broker_killed_and_restarted"]
+    assert len(details["symbols"]) == 3

@@ -28,6 +28,8 @@ ROLE_OF_ROUTE = {
     ("GET", "/audit_trail"): "viewer",
     ("GET", "/trading-state"): "viewer",
     ("POST", "/halt"): "trader",
+    ("POST", "/reduce-only"): "trader",
+    ("POST", "/flatten"): "trader",
     ("POST", "/resume"): "admin",
     ("POST", "/drills/{name}"): "admin",
 }
@@ -35,7 +37,12 @@ ROLE_OF_ROUTE = {
 
 # Query strings and bodies valid enough that only authentication can refuse the request.
 _QUERY = {"/audit_trail": "?start_date=2024-01-01&end_date=2024-01-02"}
-_BODY = {"/halt": {"reason": "test"}, "/resume": {"reason": "test"}}
+_BODY = {
+    "/halt": {"reason": "test"},
+    "/reduce-only": {"reason": "test"},
+    "/flatten": {"reason": "test"},
+    "/resume": {"reason": "test"},
+}
 
 
 @pytest.fixture
@@ -135,7 +142,7 @@ def test_every_route_refuses_a_role_below_its_own(app: FastAPI, client: ApiClien
             assert response.status_code == 403, (method, path, role, response.text)
             assert response.json()["details"] == {"needed": needed, "role": role}
             refused += 1
-    assert refused == 6  # trader and admin routes: 2 + 2 + 1 + 1 refusals
+    assert refused == 8  # 4 trader routes refuse 1 role each, 2 admin routes 2 each
 
 
 def test_health_is_open(client: ApiClient) -> None:

@@ -392,6 +392,52 @@ def test_halted_trading_rejects_executions_until_resumed(client: ApiClient) -> N
     assert _execute(client, "after-resume")["status"] == "FILLED"
 
 
+def test_reduce_only_by_a_trader_shown_everywhere_and_only_an_admin_resumes(
+    client: ApiClient,
+) -> None:
+    assert client.post("/reduce-only", headers=VIEWER, json={"reason": "x"}).status_code == 403
+    reducing = client.post("/reduce-only", headers=TRADER, json={"reason": "drawdown"})
+    assert reducing.status_code == 200, reducing.text
+    assert (reducing.json()["state"], reducing.json()["reason"]) == ("REDUCING", "drawdown")
+    assert client.get("/trading-state", headers=VIEWER).json()["state"] == "REDUCING"
+    assert client.get("/health").json()["trading_state"] == "REDUCING"
+    metrics = client.get("/metrics", headers=VIEWER).text
+    assert 'ee_trading_state{state="REDUCING"} 1.0' in metrics
+    assert _execute(client, "opening-while-reducing")["status"] == "REJECTED"
+
+    assert client.post("/resume", headers=TRADER, json={"reason": "x"}).status_code == 403
+    halted = client.post("/halt", headers=TRADER, json={"reason": "news"})
+    assert halted.json()["state"] == "HALTED"
+    refused = client.post("/reduce-only", headers=TRADER, json={"reason": "x"})
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "TRADING_HALTED"
+    resumed = client.post("/resume", headers=ADMIN, json={"reason": "news passed"})
+    assert resumed.json()["state"] == "ACTIVE"
+    assert _execute(client, "after-resume")["status"] == "FILLED"
+
+
+def test_flatten_by_a_trader_closes_the_book_and_halt_can_flatten(
+    client: ApiClient, sim: SimulatedTerminal
+) -> None:
+    _execute(client, "buy-eur")
+    _execute(client, "sell-jpy", symbol="USDJPY", direction=-1)
+    assert client.post("/flatten", headers=VIEWER, json={"reason": "x"}).status_code == 403
+
+    one = client.post("/flatten", headers=TRADER, json={"reason": "news", "symbol": "USDJPY"})
+    assert one.status_code == 200, one.text
+    assert (one.json()["positions_closed"], one.json()["executions"][0]["symbol"]) == (
+        1,
+        "USDJPY",
+    )
+    halted = client.post("/halt", headers=TRADER, json={"reason": "eod", "flatten": True})
+    assert halted.status_code == 200, halted.text
+    assert halted.json()["state"] == "HALTED"
+    assert halted.json()["flatten"]["positions_closed"] == 1
+    assert sim.positions_get() == ()
+    refused = client.post("/flatten", headers=TRADER, json={"reason": "again"})
+    assert refused.status_code == 409
+
+
 @pytest.mark.parametrize(
     ("body", "named"),
     [
@@ -407,7 +453,7 @@ def test_halted_trading_rejects_executions_until_resumed(client: ApiClient) -> N
 def test_bad_control_bodies_are_422_naming_the_field(
     client: ApiClient, body: dict[str, object], named: str
 ) -> None:
-    for path, headers in (("/halt", TRADER), ("/resume", ADMIN)):
+    for path, headers in (("/halt", TRADER), ("/reduce-only", TRADER), ("/resume", ADMIN)):
         response = client.post(path, headers=headers, json=body)
         assert response.status_code == 422, (path, response.text)
         assert named in response.json()["message"]

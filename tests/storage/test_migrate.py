@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
+from sqlalchemy.exc import IntegrityError
 
 from storage.db import create_db_engine
 from storage.migrate import (
@@ -24,8 +26,8 @@ def test_upgrade_creates_the_schema_at_the_single_head(database_url: str) -> Non
 
     upgrade(database_url)
 
-    assert ScriptDirectory.from_config(alembic_config()).get_heads() == ["0003_execution_legs"]
-    assert current_revision(database_url) == head_revision() == "0003_execution_legs"
+    assert ScriptDirectory.from_config(alembic_config()).get_heads() == ["0004_reducing_state"]
+    assert current_revision(database_url) == head_revision() == "0004_reducing_state"
     engine = create_db_engine(database_url)
     try:
         inspector = inspect(engine)
@@ -83,3 +85,34 @@ def test_scripts_ship_inside_the_storage_package() -> None:
     assert MIGRATIONS_DIR.parent.name == "storage"
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "versions" / "0001_initial.py").is_file()
+
+
+def test_the_reducing_state_is_stored_and_a_downgrade_makes_it_halted(database_url: str) -> None:
+    # Before 0004 the CHECK constraint allowed only ACTIVE and HALTED: a REDUCING engine
+    # could not persist its state.
+    upgrade(database_url)
+    engine = create_db_engine(database_url)
+    insert = (
+        "INSERT INTO trading_state (id, state, changed_by, reason, changed_at) "
+        "VALUES (1, '{}', 'alice', 'cut risk', '2024-03-01 12:00:00+00:00')"
+    )
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(insert.format("REDUCING"))
+        with pytest.raises(IntegrityError), engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE trading_state SET state = 'PAUSED'")
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0003_execution_legs")
+        with engine.connect() as connection:
+            row = connection.exec_driver_sql("SELECT state, reason FROM trading_state").one()
+        assert tuple(row) == ("HALTED", "cut risk")
+        with pytest.raises(IntegrityError), engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE trading_state SET state = 'REDUCING'")
+    finally:
+        engine.dispose()
+
+    upgrade(database_url)
+
+    assert current_revision(database_url) == head_revision()
