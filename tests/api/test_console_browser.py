@@ -129,10 +129,14 @@ def _firm_state(browser: WebDriver) -> str:
     return cells[1].text if cells else ""
 
 
-def _act(browser: WebDriver, action: str, reason: str, shot: str | None = None) -> None:
+def _act(
+    browser: WebDriver, action: str, reason: str, shot: str | None = None, symbol: str = ""
+) -> None:
     browser.find_element(By.ID, f"action-{action}").click()
     _until(browser, lambda b: _visible(b, "action-dialog"), f"the {action} dialog")
     browser.find_element(By.ID, "action-reason").send_keys(reason)
+    if symbol:
+        browser.find_element(By.ID, "action-symbol").send_keys(symbol)
     if shot:
         _shot(browser, shot)
     browser.find_element(By.ID, "action-confirm").click()
@@ -199,6 +203,11 @@ def test_executions_submitted_through_the_api_appear_live(
         )
     first = browser.find_element(By.CSS_SELECTOR, "#execution-rows tr")
     assert first.get_attribute("data-id") == execution_id  # newest first
+    _until(
+        browser,
+        lambda b: b.find_elements(By.CSS_SELECTOR, "#chart-outcomes svg rect"),
+        "the charts of the last hour",
+    )
     _shot(browser, "overview")
 
     browser.find_element(By.CSS_SELECTOR, row).click()
@@ -210,6 +219,31 @@ def test_executions_submitted_through_the_api_appear_live(
     assert execution_id in browser.find_element(By.ID, "detail-fields").text
     _shot(browser, "execution-detail")
     browser.find_element(By.ID, "detail-close").click()
+    _no_page_errors(browser)
+
+
+def test_a_trader_goes_reduce_only_then_flattens(browser: WebDriver, server: Server) -> None:
+    with client(server, "trader") as trader:  # a position to flatten
+        assert trader.post("/execute", json=rpm_message("to-flatten")).status_code == 200
+    _signed_in(browser, server, "trader")
+    _act(browser, "reduce", "news in 5 minutes")
+    _until(browser, lambda b: _firm_state(b) == "REDUCING", "REDUCING on the page")
+    with client(server, "viewer") as viewer:
+        state = viewer.get("/trading-state").json()
+    assert (state["state"], state["reason"]) == ("REDUCING", "news in 5 minutes")
+    assert state["changed_by"].startswith("trader:")
+    _shot(browser, "reducing")
+    _act(browser, "flatten", "flat before the news", symbol="EURUSD")
+    result = _until(
+        browser,
+        lambda b: (
+            _visible(b, "action-result")
+            and "positions_closed" in b.find_element(By.ID, "action-result").text
+            and b.find_element(By.ID, "action-result")
+        ),
+        "the flatten report",
+    )
+    assert '"positions_closed": 0' not in result.text
     _no_page_errors(browser)
 
 
