@@ -19,10 +19,13 @@ from api.deps import RequireRole
 from core.settings import API_ROLES
 from tests.api._support import TOKEN_OF, TOKENS, ApiClient, bearer, engine_and_app
 
-OPEN_ROUTES = {("GET", "/health")}
+OPEN_ROUTES = {("GET", "/health"), ("GET", "/console"), ("GET", "/console/{name}")}
 ROLE_OF_ROUTE = {
     ("POST", "/execute"): "trader",
     ("GET", "/executions/{execution_id}"): "viewer",
+    ("GET", "/executions/{execution_id}/events"): "viewer",
+    ("GET", "/executions/stream"): "viewer",
+    ("GET", "/whoami"): "viewer",
     ("GET", "/history"): "viewer",
     ("GET", "/metrics"): "viewer",
     ("GET", "/audit_trail"): "viewer",
