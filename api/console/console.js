@@ -429,7 +429,7 @@
       }
       for (const [key, value] of nested) {
         fields.append(el("dt", { class: "full", text: key }),
-          el("dd", { class: "full" }, [el("pre", { class: "result", text: JSON.stringify(value, null, 2) })]));
+          el("dd", { class: "full" }, [el("pre", { class: "result compact", text: JSON.stringify(value) })]));
       }
       const rows = $("event-rows");
       for (const event of events) {

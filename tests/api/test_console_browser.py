@@ -23,7 +23,10 @@ from tests.api._support import TOKEN_OF, rpm_message
 from tests.conftest import _running_in_ci
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
@@ -80,7 +83,12 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
 
 def _until(browser: WebDriver, check: Callable[[WebDriver], Any], what: str) -> Any:
     try:
-        return WebDriverWait(browser, WAIT, poll_frequency=0.05).until(check)
+        # The page redraws its tables as data arrives: an element read a moment ago may be
+        # gone; the next poll looks again.
+        wait = WebDriverWait(
+            browser, WAIT, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,)
+        )
+        return wait.until(check)
     except TimeoutException:
         _shot(browser, "failure")
         raise AssertionError(f"not true within {WAIT} s: {what}") from None
@@ -124,9 +132,17 @@ def _controls(browser: WebDriver) -> list[str]:
     ]
 
 
+def _text(browser: WebDriver, selector: str) -> str:
+    """The text of the first match, read in one step (the page redraws its tables)."""
+    found = browser.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.textContent : null",
+        selector,
+    )
+    return str(found) if found is not None else ""
+
+
 def _firm_state(browser: WebDriver) -> str:
-    cells = browser.find_elements(By.CSS_SELECTOR, '#state-rows tr[data-scope="Firm-wide"] td')
-    return cells[1].text if cells else ""
+    return _text(browser, '#state-rows tr[data-scope="Firm-wide"] td[data-field="state"]')
 
 
 def _act(
@@ -201,8 +217,10 @@ def test_executions_submitted_through_the_api_appear_live(
             lambda b: b.find_element(By.CSS_SELECTOR, status).text == "FILLED",
             "its fill on the page",
         )
-    first = browser.find_element(By.CSS_SELECTOR, "#execution-rows tr")
-    assert first.get_attribute("data-id") == execution_id  # newest first
+    newest = browser.execute_script(
+        "return document.querySelector('#execution-rows tr').dataset.id"
+    )
+    assert newest == execution_id  # newest first
     _until(
         browser,
         lambda b: b.find_elements(By.CSS_SELECTOR, "#chart-outcomes svg rect"),
