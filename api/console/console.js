@@ -437,7 +437,7 @@
           el("td", { class: "num", text: event.sequence }),
           el("td", { text: utc(event.engine_time_us / 1000, true) }),
           el("td", { text: event.event_type }),
-          el("td", { class: "wrap", text: JSON.stringify(event.payload) }),
+          el("td", { class: "wrap" }, [el("div", { class: "payload", text: JSON.stringify(event.payload) })]),
         ]));
       }
     } catch (e) {

@@ -109,6 +109,7 @@ def _sign_in(browser: WebDriver, server: Server, token: str) -> None:
     # signing in would store its token again after the clear).
     browser.get(f"{server.url}/health")
     browser.execute_script("sessionStorage.clear()")
+    browser.get_log("browser")  # drained: that JSON page's missing favicon is no console error
     browser.get(f"{server.url}/console")
     field = _until(browser, lambda b: b.find_element(By.ID, "token"), "the sign-in form")
     field.send_keys(token)
@@ -297,6 +298,8 @@ def test_an_admin_resumes(browser: WebDriver, server: Server) -> None:
 
 
 def test_the_console_reads_on_a_phone(browser: WebDriver, server: Server) -> None:
+    with client(server, "trader") as trader:
+        assert trader.post("/execute", json=rpm_message("phone")).status_code == 200
     _signed_in(browser, server, "trader")
     browser.set_window_size(390, 844)
     try:
