@@ -297,6 +297,24 @@ def test_an_admin_resumes(browser: WebDriver, server: Server) -> None:
     _no_page_errors(browser)
 
 
+def test_the_audit_export_downloads_csv_for_a_date_range(
+    browser: WebDriver, server: Server, tmp_path: Path
+) -> None:
+    with client(server, "trader") as trader:
+        assert trader.post("/execute", json=rpm_message("audited")).status_code == 200
+    _signed_in(browser, server, "viewer")
+    browser.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)}
+    )
+    browser.find_element(By.CSS_SELECTOR, "#audit-form button[type=submit]").click()
+    _until(browser, lambda b: "Downloaded" in _text(b, "#audit-message"), "the export")
+    files = _until(browser, lambda b: list(tmp_path.glob("audit_*.csv")), "the CSV file")
+    text = files[0].read_text()
+    assert text.startswith("execution_id,")
+    assert ",audited," in text
+    _no_page_errors(browser)
+
+
 def test_the_console_reads_on_a_phone(browser: WebDriver, server: Server) -> None:
     with client(server, "trader") as trader:
         assert trader.post("/execute", json=rpm_message("phone")).status_code == 200
