@@ -359,10 +359,17 @@ class ExecutionFacade:
 
         `flatten=True` closes every owned position first: the state is REDUCING while the
         closes run (no opening send can start, executions in flight are halted), then
-        HALTED, also when the flatten fails. Returns the flatten's report."""
+        HALTED, also when the flatten fails. Returns the flatten's report. Refused when
+        already HALTED (`TradingHaltedError`)."""
         if not flatten:
             self.supervisor.halt(reason, by)
             return None
+        if self.switch.halted:
+            # Leaving a halt, even for closes only, is the admin's resume.
+            raise TradingHaltedError(
+                "trading is already HALTED: nothing is sent (resume, then flatten)",
+                reason=self.switch.reason,
+            )
         self.supervisor.halt_flatten_begins(reason, by)
         try:
             return self._flatten(None, reason=reason, by=by)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
@@ -199,11 +200,28 @@ def _cmd_drill(args: argparse.Namespace) -> int:
     return EXIT_OK if report["passed"] else EXIT_FAILED
 
 
+class _WholeNames(argparse.HelpFormatter):
+    """Wraps help text without breaking a hyphenated name (a drill's) across lines."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return textwrap.fill(
+            " ".join(text.split()),
+            width,
+            initial_indent=indent,
+            subsequent_indent=indent,
+            break_on_hyphens=False,
+        )
+
+
 def _add_drill(sub: Any) -> None:
     from actors.drills import DRILL_NAMES
 
     drill = sub.add_parser(
         "drill",
+        formatter_class=_WholeNames,
         help="run a failover drill against the simulated terminal and print a JSON verdict",
         description="Run a burst of synthetic approved trades against a simulated terminal, "
         "inject the drill's fault mid-burst, wait for recovery and print one JSON report "

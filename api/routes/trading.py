@@ -29,7 +29,10 @@ async def trading_state(facade: FacadeDep, _: ViewerDep) -> TradingStateOut:
     "/halt",
     response_model=TradingStateOut,
     summary="Stop trading now",
-    responses={503: {"model": ErrorBody, "description": "The halt could not be journaled."}},
+    responses={
+        409: {"model": ErrorBody, "description": "`flatten` while already halted."},
+        503: {"model": ErrorBody, "description": "The halt could not be journaled."},
+    },
 )
 async def halt(body: HaltRequest, facade: FacadeDep, caller: TraderDep) -> TradingStateOut:
     """Nothing is sent to the terminal after this answers; executions not yet sent are

@@ -140,6 +140,8 @@ def test_halt_with_flatten_closes_then_halts_and_refuses_new_trades(
     assert states[-2:] == ["REDUCING", "HALTED"]
     with pytest.raises(TradingHaltedError):
         engine.flatten(reason="again", by="alice")
+    with pytest.raises(TradingHaltedError):
+        engine.halt("again", by="alice", flatten=True)
     assert engine.execute(rpm("after-halt")).status is S.REJECTED
 
 
