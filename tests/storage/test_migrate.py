@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -10,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from storage.db import create_db_engine
 from storage.migrate import (
+    HEAD_REVISION,
     MIGRATIONS_DIR,
     alembic_config,
     current_revision,
@@ -28,6 +32,7 @@ def test_upgrade_creates_the_schema_at_the_single_head(database_url: str) -> Non
 
     assert ScriptDirectory.from_config(alembic_config()).get_heads() == ["0004_reducing_state"]
     assert current_revision(database_url) == head_revision() == "0004_reducing_state"
+    assert head_revision() == HEAD_REVISION  # a new migration must move HEAD_REVISION too
     engine = create_db_engine(database_url)
     try:
         inspector = inspect(engine)
@@ -50,6 +55,20 @@ def test_upgrade_twice_is_a_no_op(database_url: str) -> None:
     upgrade(database_url)
 
     assert current_revision(database_url) == head_revision()
+
+
+def test_a_store_at_head_starts_without_importing_alembic(database_url: str) -> None:
+    # Every start (and every restart after a crash) calls upgrade(); at head it must not pay
+    # for importing Alembic and reading its scripts.
+    upgrade(database_url)
+    script = (
+        "import sys\n"
+        "from storage.migrate import upgrade\n"
+        f"assert upgrade({database_url!r}) is False\n"
+        "assert not [m for m in sys.modules if m.startswith('alembic')], 'alembic imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    assert current_revision(database_url) == HEAD_REVISION
 
 
 def test_migrated_schema_matches_the_declared_models(database_url: str) -> None:
