@@ -32,6 +32,7 @@ from core.models import ExecutionLog
 from core.rules import lots_to_units, pip_size, slippage_pips
 from storage.repository import Repository
 from storage.schema import execution_logs
+from storage.tickets import claimed_tickets
 from storage.writer import WriteOp
 
 log = logging.getLogger(__name__)
@@ -113,14 +114,7 @@ class LateAppearances:
             ) from exc
 
     def _claimed(self) -> set[int]:
-        query = select(execution_logs.c.order_id).where(execution_logs.c.order_id.is_not(None))
-        try:
-            with self._db.connect() as connection:
-                return {int(ticket) for (ticket,) in connection.execute(query)}
-        except SQLAlchemyError as exc:
-            raise PersistenceUnavailableError(
-                f"cannot read the claimed tickets: {type(exc).__name__}"
-            ) from exc
+        return claimed_tickets(self._db)
 
     def _correct(self, record: ExecutionLog, ticket: int) -> ExecutionLog:
         lots = record.intended_lots or 0.0

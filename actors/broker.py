@@ -440,17 +440,7 @@ class BrokerActor(FastInbox):
         rows, err = self._info("positions_get", **({"symbol": symbol} if symbol else {}))
         if rows is None and err is not None and err[0] != 1:
             return None
-        return tuple(
-            OpenPosition(
-                ticket=int(p.ticket),
-                type=int(p.type),
-                volume=float(p.volume),
-                time_msc=int(p.time_msc),
-                magic=int(p.magic),
-                symbol=str(p.symbol),
-            )
-            for p in (rows or ())
-        )
+        return _open_positions(rows)
 
     def closing_profits(self, positions: Sequence[int]) -> dict[int, float]:
         """The `profit` MT5 reports on the closing deals (DEAL_ENTRY_OUT / OUT_BY) of each
@@ -473,17 +463,7 @@ class BrokerActor(FastInbox):
         rows, err = self._info("positions_get", symbol=symbol)
         if rows is None and err is not None and err[0] != 1:
             return None
-        positions = tuple(
-            OpenPosition(
-                ticket=int(p.ticket),
-                type=int(p.type),
-                volume=float(p.volume),
-                time_msc=int(p.time_msc),
-                magic=int(p.magic),
-                symbol=str(p.symbol),
-            )
-            for p in (rows or ())
-        )
+        positions = _open_positions(rows)
         return self._open_positions.put(symbol, (self._clock.monotonic(), positions))
 
     def _readiness(self) -> tuple[Any, Any, str]:
@@ -1079,6 +1059,21 @@ def _answer(queued: SendRequest, outcome: SendOutcome) -> None:
         queued.reply.set(outcome)
     except queue.Full:
         return  # answered already (a drain from another thread won the race)
+
+
+def _open_positions(rows: Any) -> tuple[OpenPosition, ...]:
+    """`positions_get` rows (or None / () when there are none) as the rules read them."""
+    return tuple(
+        OpenPosition(
+            ticket=int(p.ticket),
+            type=int(p.type),
+            volume=float(p.volume),
+            time_msc=int(p.time_msc),
+            magic=int(p.magic),
+            symbol=str(p.symbol),
+        )
+        for p in (rows or ())
+    )
 
 
 def _link_down_before_send(outcome: SendOutcome) -> bool:

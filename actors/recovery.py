@@ -44,8 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pykka
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine
 
 from actors._recover_legs import settle_legs
 from actors._send_ledger import AbsenceClock
@@ -54,7 +53,7 @@ from actors.messages import OrderFinding, Preflight, SendOutcome, SendTrace, Sym
 from actors.persistence import write_and_wait
 from core.clock import Clock, utc_micros
 from core.enums import TRANSITIONS, ExecutionStatus, RejectionReason
-from core.errors import PersistenceUnavailableError, ReconciliationError
+from core.errors import ReconciliationError
 from core.models import ExecutionLeg, ExecutionLog
 from core.rules import (
     SendFate,
@@ -66,7 +65,7 @@ from core.rules import (
     slippage_pips,
 )
 from storage.repository import Repository
-from storage.schema import execution_logs
+from storage.tickets import claimed_tickets
 from storage.writer import WriteOp
 
 log = logging.getLogger(__name__)
@@ -282,14 +281,7 @@ class Reconciler:
             self._on_unknown(execution_id, False)
 
     def _claimed_tickets(self) -> set[int]:
-        query = select(execution_logs.c.order_id).where(execution_logs.c.order_id.is_not(None))
-        try:
-            with self._db.connect() as connection:
-                return {int(ticket) for (ticket,) in connection.execute(query)}
-        except SQLAlchemyError as exc:
-            raise PersistenceUnavailableError(
-                f"cannot read the claimed tickets: {type(exc).__name__}"
-            ) from exc
+        return claimed_tickets(self._db)
 
     # --- one execution -----------------------------------------------------------------
 

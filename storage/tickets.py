@@ -16,13 +16,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 
-from core.errors import TicketConflictError
+from core.errors import PersistenceUnavailableError, TicketConflictError
 from storage.schema import execution_logs
 from storage.writer import WriteOp
 
 _MAX_KNOWN = 200_000
 """Owners kept in memory; past this the map starts again (the database still knows them)."""
+
+
+def claimed_tickets(engine: Engine) -> set[int]:
+    """Every order ticket some execution holds (reconciliation must not match another's)."""
+    query = select(execution_logs.c.order_id).where(execution_logs.c.order_id.is_not(None))
+    try:
+        with engine.connect() as connection:
+            return {int(ticket) for (ticket,) in connection.execute(query)}
+    except SQLAlchemyError as exc:
+        raise PersistenceUnavailableError(
+            f"cannot read the claimed tickets: {type(exc).__name__}"
+        ) from exc
 
 
 class TicketClaims:
