@@ -526,7 +526,7 @@ def test_order_actors_run_on_the_engine_pool(make_engine: EngineFactory) -> None
 
 
 def test_order_threads_zero_keeps_a_thread_per_order_actor(make_engine: EngineFactory) -> None:
-    engine = make_engine()
+    engine = make_engine(order_threads=0)
 
     assert engine.execute(rpm(decision_id="unpooled", units=1000)).status.is_final
     assert not [name for name in _order_threads() if "-pool-" in name]
