@@ -25,6 +25,7 @@ from typing import Any
 import pykka
 from pydantic import ValidationError
 
+from actors._dispatcher import Dispatcher
 from actors._flatten import FlattenPorts, flatten
 from actors._legs import PositionClaims
 from actors._scheduler import Scheduler
@@ -128,6 +129,9 @@ class ExecutionFacade:
         )
         self.switch = self.supervisor.switch
         self._order_config = self._make_order_config()
+        self._order_pool = (
+            Dispatcher("OrderActor", settings.order_threads) if settings.order_threads else None
+        )
         self.metrics.bind_gauges(
             lambda: self.switch.halted, self.in_flight, lambda: self.switch.state
         )
@@ -136,6 +140,8 @@ class ExecutionFacade:
         except BaseException:
             self.supervisor.stop()
             self.scheduler.stop()
+            if self._order_pool is not None:
+                self._order_pool.close()
             self._db.dispose()
             raise
         self._froze = settings.gc_freeze_on_start
@@ -304,6 +310,7 @@ class ExecutionFacade:
             on_final=self._on_final,
             metrics=self.metrics,
             claims=self.claims,
+            dispatcher=self._order_pool,
         )
 
     def _on_final(self, record: ExecutionLog) -> None:
@@ -443,6 +450,8 @@ class ExecutionFacade:
             self._stopped = True
         self.supervisor.stop(timeout)
         self.scheduler.stop()
+        if self._order_pool is not None:
+            self._order_pool.close(timeout)
         self._db.dispose()
         if self._froze:
             gc.unfreeze()  # the host process goes on: its objects are collectable again

@@ -16,6 +16,7 @@ from typing import Any
 
 import pykka
 
+from actors._dispatcher import Dispatcher, PooledActor
 from actors._failures import InfrastructureFailure
 from actors._legs import (
     PositionClaims,
@@ -148,6 +149,8 @@ class OrderContext:
     metrics: EngineMetrics | None = None
     claims: PositionClaims = field(default_factory=PositionClaims)
     """Position volume that executions in flight are closing (shared by all of them)."""
+    dispatcher: Dispatcher | None = None
+    """The threads OrderActors run on (`EE_ORDER_THREADS`); None: a thread each."""
 
 
 class _BrokerGoneError(InfrastructureFailure):
@@ -158,12 +161,16 @@ _THREADS = ReusedThreads("OrderActor")
 """Threads for OrderActors: one per live execution, reused once its execution is final."""
 
 
-class OrderActor(FastInbox):
+class OrderActor(PooledActor, FastInbox):
     use_daemon_thread = True
 
     def _start_actor_loop(self) -> None:
-        # Pykka's hook for where an actor's loop runs: on a reused thread, not a new one.
-        _THREADS.run(self._actor_loop)
+        # Pykka's hook for where an actor's loop runs: on the engine's pool when it has
+        # one, else on a reused thread of its own.
+        if self._ctx.dispatcher is not None:
+            self._ctx.dispatcher.attach(self)
+        else:
+            _THREADS.run(self._actor_loop)
 
     def __init__(self, job: NewExecution, ctx: OrderContext) -> None:
         super().__init__()

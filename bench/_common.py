@@ -329,6 +329,32 @@ class RssSampler:
             self.peak = max(self.peak, rss_mb())
 
 
+class ThreadSampler:
+    """Samples `threading.active_count()` every `interval` seconds until stopped.
+
+    `peak` counts every thread of the process (the main thread and the RSS sampler
+    included), less this sampler's own.
+    """
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self._interval = interval
+        self._stop = threading.Event()
+        self.peak = threading.active_count()
+        self._thread = threading.Thread(target=self._run, name="bench-threads", daemon=True)
+
+    def __enter__(self) -> ThreadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak = max(self.peak, threading.active_count() - 1)
+
+
 @dataclass(slots=True)
 class RunClock:
     """Wall and CPU time of the measured part of a run."""

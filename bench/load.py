@@ -39,6 +39,7 @@ from bench._common import (
     FINAL_WAIT_SECONDS,
     RssSampler,
     RunClock,
+    ThreadSampler,
     Workload,
     add_workload_arguments,
     bench_database,
@@ -164,7 +165,7 @@ def run(
             reference_ms = machine_reference_ms()
             terminal.reset_calls()
             clock = RunClock()
-            with RssSampler() as sampler:
+            with RssSampler() as sampler, ThreadSampler() as threads:
                 clock.start()
                 driver.run(engine.submit, messages)
                 last = driver.wait(FINAL_WAIT_SECONDS)
@@ -217,6 +218,8 @@ def run(
             "failed": len(driver.failed),
             "rejection_reasons": dict(reasons.most_common(5)),
             "max_in_flight": driver.max_outstanding,
+            "peak_threads": threads.peak,
+            "order_threads": settings.order_threads,
             "machine_load_1m": round(load_before, 2),
             "machine_reference_ms": reference_ms,
             "database_statuses": stored,
@@ -255,11 +258,13 @@ def _confirmations(driver: _Driver) -> dict[str, ExecutionConfirmation]:
     return confirmations
 
 
-def scaling(workload: Workload, admin_url: str | None = None) -> dict[str, Any]:
+def scaling(
+    workload: Workload, admin_url: str | None = None, **setting_overrides: Any
+) -> dict[str, Any]:
     """CPU time per execution at concurrency 1, 10, 100 and 1000, against concurrency 10."""
     rows = []
     for concurrency in SCALING_CONCURRENCY:
-        result = run(replace(workload, concurrency=concurrency), admin_url)
+        result = run(replace(workload, concurrency=concurrency), admin_url, **setting_overrides)
         rows.append(
             {
                 "concurrency": concurrency,
@@ -267,6 +272,7 @@ def scaling(workload: Workload, admin_url: str | None = None) -> dict[str, Any]:
                 "throughput_per_s": result["throughput_per_s"],
                 "broker_bound_efficiency": result["broker_bound_efficiency"],
                 "end_to_end_ms_p50": result["end_to_end_ms"]["p50"],
+                "peak_threads": result["peak_threads"],
                 "final_statuses": result["final_statuses"],
             }
         )
@@ -306,6 +312,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="run at concurrency 1, 10, 100, 1000 and print the CPU-per-execution table",
     )
+    parser.add_argument(
+        "--order-threads",
+        type=int,
+        default=None,
+        metavar="T",
+        help="threads the OrderActors share (EE_ORDER_THREADS; 0 = a thread each)",
+    )
     return parser.parse_args(argv)
 
 
@@ -313,12 +326,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.WARNING)
     args = parse_args(argv)
     workload = workload_from(args)
+    overrides = {} if args.order_threads is None else {"order_threads": args.order_threads}
     if args.scaling:
-        result = scaling(workload, args.postgres_admin_url)
+        result = scaling(workload, args.postgres_admin_url, **overrides)
         emit(result)
         print(scaling_table(result))
         return result
-    result = run(workload, args.postgres_admin_url)
+    result = run(workload, args.postgres_admin_url, **overrides)
     emit(result)
     return result
 

@@ -230,6 +230,15 @@ class Settings(BaseSettings):
         validation_alias="EE_ASK_TIMEOUT_SECONDS",
         description="Timeout of an actor ask (and of the supervisor's heartbeat).",
     )
+    order_threads: int = Field(
+        0,
+        ge=0,
+        le=1024,
+        validation_alias="EE_ORDER_THREADS",
+        description="Threads the OrderActors share (a bounded pool; 8 suits most hosts); "
+        "0 = a thread for each execution in flight. A pooled OrderActor that blocks on an "
+        "ask holds one of them, so keep 0 until the OrderActors never block (issue 12).",
+    )
     restart_intensity: int = Field(
         5,
         ge=0,

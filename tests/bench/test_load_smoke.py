@@ -72,6 +72,18 @@ def test_load_runs_the_engine_to_the_end_and_prints_json() -> None:
     assert result["broker_bound_efficiency"] > 0
 
 
+def test_load_reports_peak_threads_and_runs_order_actors_on_a_pool() -> None:
+    per_actor = run_module("bench.load", "--executions", "20", "--concurrency", "20", *TINY)
+    pooled = run_module(
+        "bench.load", "--executions", "20", "--concurrency", "20", "--order-threads", "2", *TINY
+    )
+
+    assert_complete(pooled, 20)
+    assert (per_actor["order_threads"], pooled["order_threads"]) == (0, 2)
+    # A thread per execution in flight, or the pool's two: the rest of the engine is the same.
+    assert pooled["peak_threads"] < per_actor["peak_threads"]
+
+
 def test_baseline_prints_the_same_keys() -> None:
     result = run_module(
         "bench.baseline", "--executions", "4", "--concurrency", "4", "--first-poll",
