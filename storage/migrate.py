@@ -118,4 +118,9 @@ def head_revision() -> str:
 
 __all__ = [
     "HEAD_REVISION",
-    "MIGRATIONS_DIR", "alembic_config", "current_revision", "head_revision", "upgrade"]
+    "MIGRATIONS_DIR",
+    "alembic_config",
+    "current_revision",
+    "head_revision",
+    "upgrade",
+]

@@ -224,10 +224,10 @@ __all__ = [
     "ExecutionLogRow",
     "TradingStateRow",
     "UTCDateTime",
+    "account_leases",
     "execution_events",
     "execution_logs",
     "log_to_values",
     "row_to_log",
-    "account_leases",
     "trading_state",
 ]
