@@ -192,28 +192,18 @@ class Accounts(_Frozen):
             raise ConfigurationError(_describe(self.source, name, exc)) from exc
 
 
+_SETTING_OF: Final[dict[str, dict[str, str]]] = {
+    "simulated": {"seed": "sim_seed", "order_send_ms": "sim_order_send_ms", "ipc_ms": "sim_ipc_ms"},
+    "rpyc": {"host": "rpyc_host", "port": "rpyc_port", "timeout_seconds": "rpyc_timeout_seconds"},
+    "metatrader5": {"path": "mt5_terminal", "login": "mt5_login", "server": "mt5_server"},
+}
+"""Each terminal kind's connection fields -> the `Settings` field each stands for."""
+
+
 def _terminal_settings(account: Account) -> dict[str, Any]:
     terminal = account.terminal
-    if isinstance(terminal, SimulatedTerminal):
-        return {
-            "terminal": "simulated",
-            "sim_seed": terminal.seed,
-            "sim_order_send_ms": terminal.order_send_ms,
-            "sim_ipc_ms": terminal.ipc_ms,
-        }
-    if isinstance(terminal, RpycTerminal):
-        return {
-            "terminal": "rpyc",
-            "rpyc_host": terminal.host,
-            "rpyc_port": terminal.port,
-            "rpyc_timeout_seconds": terminal.timeout_seconds,
-        }
-    return {
-        "terminal": "metatrader5",
-        "mt5_terminal": terminal.path,
-        "mt5_login": terminal.login,
-        "mt5_server": terminal.server,
-    }
+    names = _SETTING_OF[terminal.kind]
+    return {"terminal": terminal.kind, **{names[f]: getattr(terminal, f) for f in names}}
 
 
 def _password(source: str, account: Account, environ: Mapping[str, str] | None) -> SecretStr | None:
@@ -232,30 +222,17 @@ def _password(source: str, account: Account, environ: Mapping[str, str] | None) 
 
 def default_accounts(settings: Settings) -> Accounts:
     """The one account `default` of a set-up without an accounts file."""
-    terminal: SimulatedTerminal | RpycTerminal | MetaTrader5Terminal
-    if settings.terminal == "simulated":
-        terminal = SimulatedTerminal(
-            kind="simulated",
-            seed=settings.sim_seed,
-            order_send_ms=settings.sim_order_send_ms,
-            ipc_ms=settings.sim_ipc_ms,
-        )
-    elif settings.terminal == "rpyc":
-        terminal = RpycTerminal(
-            kind="rpyc",
-            host=settings.rpyc_host,
-            port=settings.rpyc_port,
-            timeout_seconds=settings.rpyc_timeout_seconds,
-        )
-    else:
-        terminal = MetaTrader5Terminal(
-            kind="metatrader5",
-            path=settings.mt5_terminal,
-            login=settings.mt5_login,
-            server=settings.mt5_server,
-            password_env="MT5_PASSWORD" if settings.mt5_password is not None else None,
-        )
-    account = Account(name=DEFAULT_ACCOUNT, terminal=terminal, magic=settings.magic)
+    names = _SETTING_OF[settings.terminal]
+    connection: dict[str, Any] = {f: getattr(settings, s) for f, s in names.items()}
+    if settings.terminal == "metatrader5" and settings.mt5_password is not None:
+        connection["password_env"] = "MT5_PASSWORD"  # noqa: S105 (a variable name)
+    account = Account.model_validate(
+        {
+            "name": DEFAULT_ACCOUNT,
+            "terminal": {"kind": settings.terminal, **connection},
+            "magic": settings.magic,
+        }
+    )
     return Accounts(accounts=(account,))
 
 
