@@ -69,6 +69,9 @@ def dedicated_session(
                 "set_config('tcp_keepalives_interval', %(probe)s, false), "
                 "set_config('tcp_keepalives_count', '2', false), "
                 "set_config('tcp_user_timeout', %(timeout)s, false), "
+                # No statement of these sessions should take long: a stalled server must
+                # not hold the caller past the liveness bound either.
+                "set_config('statement_timeout', %(timeout)s, false), "
                 # The session idles by design; a server default must not end it.
                 "set_config('idle_session_timeout', '0', false)",
                 {"probe": str(probe), "timeout": str(user_timeout_ms)},
