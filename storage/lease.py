@@ -66,9 +66,16 @@ ON CONFLICT (account) DO UPDATE SET
     acquired_at = EXCLUDED.acquired_at, renewed_at = EXCLUDED.renewed_at
 RETURNING epoch, backend_pid
 """
+_VERIFY = """
+SELECT epoch = %(epoch)s AND backend_pid = pg_backend_pid()
+FROM account_leases WHERE account = %(account)s
+"""
+# renewed_at is for people (owner_of); SKIP LOCKED: a renewal never waits behind the
+# share locks of this account's own write transactions, and never delays them.
 _RENEW = """
-UPDATE account_leases SET renewed_at = %(now)s
-WHERE account = %(account)s AND epoch = %(epoch)s AND backend_pid = pg_backend_pid()
+UPDATE account_leases SET renewed_at = %(now)s WHERE account IN (
+    SELECT account FROM account_leases WHERE account = %(account)s
+    FOR NO KEY UPDATE SKIP LOCKED)
 """
 
 
@@ -203,7 +210,10 @@ class LeaseKeeper:
     @property
     def backend_pid(self) -> int | None:
         """The pid of the dedicated session's backend, while there is one."""
-        return None if self._session is None else int(self._session.get_backend_pid())
+        try:
+            return None if self._session is None else int(self._session.get_backend_pid())
+        except SessionError:
+            return None  # closed meanwhile
 
     def fence(self, connection: Connection) -> None:
         """`check_lease` with this keeper's lease, inside the caller's transaction."""
@@ -231,12 +241,14 @@ class LeaseKeeper:
     def _renew(self, lease: Lease) -> None:
         try:
             with self._session.cursor() as cursor:
-                cursor.execute(_RENEW, {**self._params(), "epoch": lease.epoch})
-                renewed = cursor.rowcount == 1
+                cursor.execute(_VERIFY, {"account": self.account, "epoch": lease.epoch})
+                found = cursor.fetchone()
+                if found is not None and found[0]:
+                    cursor.execute(_RENEW, self._params())
         except SessionError as exc:
             self._lose(lease, f"lease session lost: {type(exc).__name__}")
             return
-        if not renewed:
+        if found is None or not found[0]:
             self._lose(lease, "lease row taken by another session")
 
     def _lose(self, lease: Lease, reason: str) -> None:

@@ -114,7 +114,10 @@ class Listener:
     @property
     def backend_pid(self) -> int | None:
         session = self._session
-        return None if session is None else int(session.get_backend_pid())
+        try:
+            return None if session is None else int(session.get_backend_pid())
+        except SessionError:
+            return None  # closed meanwhile
 
     @property
     def states(self) -> dict[str, str]:

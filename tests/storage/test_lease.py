@@ -255,6 +255,27 @@ def _waits_on_a_lock(db: Engine, pid: int | None) -> bool:
     return wait == "Lock"
 
 
+def test_keeping_the_lease_never_waits_for_the_owners_own_writes(
+    keepers: Keepers, db: Engine
+) -> None:
+    clock = ManualClock()
+    a = keepers("host-a", clock=clock)
+    a.tick()
+    clock.advance(1.0)
+    with db.begin() as connection:
+        a.fence(connection)  # a long write-ahead transaction holds the row FOR SHARE
+        started = time.monotonic()
+        assert a.tick() is not None
+        assert time.monotonic() - started < 1.0
+    clock.advance(1.0)
+    a.tick()
+
+    holder = owner_of(db, "alpha")
+    assert holder is not None
+    assert holder.renewed_at == clock.now()  # renewed once no write held the row
+    assert keepers.events("host-a") == [(LeaseEvent.ACQUIRED, 1)]
+
+
 def test_a_keeper_needs_postgresql() -> None:
     with pytest.raises(ConfigurationError, match="not a PostgreSQL database"):
         LeaseKeeper("sqlite:///engine.db", "alpha", owner="host-a")
