@@ -60,7 +60,7 @@ def _cmd_db_upgrade(args: argparse.Namespace) -> int:
         how = "created" if created else "updated"
         print(
             f"engine role {args.app_role} {how}: SELECT, INSERT on execution_events; "
-            "SELECT, INSERT, UPDATE on execution_logs and trading_state"
+            "SELECT, INSERT, UPDATE on execution_logs, trading_state and account_leases"
         )
     return EXIT_OK
 
@@ -263,8 +263,8 @@ def _add_commands(sub: Any) -> None:
         "--app-role",
         metavar="NAME",
         help="PostgreSQL role for `serve` (created if missing, LOGIN): granted SELECT, INSERT "
-        "on execution_events and SELECT, INSERT, UPDATE on execution_logs and trading_state, "
-        "nothing else",
+        "on execution_events and SELECT, INSERT, UPDATE on execution_logs, trading_state and "
+        "account_leases, nothing else",
     )
     up.add_argument(
         "--app-password-env",

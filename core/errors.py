@@ -12,6 +12,7 @@ is not an exception: it is a REJECTED execution carrying a `RejectionReason`
      +-- IdempotencyConflictError
      +-- ExecutionNotFoundError
      +-- TradingHaltedError
+     +-- AccountNotOwnedError
      +-- TerminalError
      |    +-- TerminalNotReadyError
      |    +-- TerminalDisconnectedError
@@ -19,6 +20,7 @@ is not an exception: it is a REJECTED execution carrying a `RejectionReason`
      |    +-- PersistenceUnavailableError
      |    +-- JournalIntegrityError
      |    +-- TicketConflictError
+     |    +-- LeaseLostError
      +-- ReconciliationError
      +-- EngineStoppedError
      +-- ActorUnavailableError
@@ -218,6 +220,66 @@ class TicketConflictError(PersistenceError):
         return {"ticket": self.ticket, "owner": self.owner, "claimant": self.claimant}
 
 
+class LeaseLostError(PersistenceError):
+    """This instance no longer holds the account's lease: it may not write an intent for it.
+
+    Raised inside the write-ahead transaction (`storage.lease.check_lease`), so that an
+    instance whose lease session died, or whose lease another instance took (a newer fencing
+    `current_epoch`), cannot commit an intent and therefore cannot send.
+    """
+
+    code: ClassVar[str] = "LEASE_LOST"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        account: str,
+        epoch: int | None,
+        current_epoch: int | None = None,
+    ) -> None:
+        self.account = account
+        self.epoch = epoch
+        self.current_epoch = current_epoch
+        if message is None:
+            held = f"epoch {epoch}" if epoch is not None else "no lease"
+            now = f", the lease is at epoch {current_epoch}" if current_epoch is not None else ""
+            message = (
+                f"lease on account {account!r} lost ({held}{now}): this instance may not "
+                "write or send for it"
+            )
+        super().__init__(message)
+
+    def details(self) -> dict[str, Any]:
+        return {"account": self.account, "epoch": self.epoch, "current_epoch": self.current_epoch}
+
+
+class AccountNotOwnedError(ExecutionEngineError):
+    """Another engine instance owns this account's lease; trade it there."""
+
+    code: ClassVar[str] = "ACCOUNT_NOT_OWNED"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        account: str,
+        owner: str | None = None,
+        advertise_url: str | None = None,
+    ) -> None:
+        self.account = account
+        self.owner = owner
+        self.advertise_url = advertise_url
+        if message is None:
+            where = f"instance {owner!r}" if owner is not None else "no instance yet"
+            at = f" ({advertise_url})" if advertise_url is not None else ""
+            message = f"account {account!r} is owned by {where}{at}, not by this one"
+        super().__init__(message)
+
+    def details(self) -> dict[str, Any]:
+        return {"account": self.account, "owner": self.owner, "advertise_url": self.advertise_url}
+
+
 class ReconciliationError(ExecutionEngineError):
     """Executions could not be reconciled with the terminal; trading stays halted."""
 
@@ -244,6 +306,7 @@ class ActorUnavailableError(ExecutionEngineError):
 
 
 __all__ = [
+    "AccountNotOwnedError",
     "ActorUnavailableError",
     "ConfigurationError",
     "EngineStoppedError",
@@ -252,6 +315,7 @@ __all__ = [
     "IdempotencyConflictError",
     "InvalidRequestError",
     "JournalIntegrityError",
+    "LeaseLostError",
     "PersistenceError",
     "PersistenceUnavailableError",
     "ReconciliationError",

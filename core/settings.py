@@ -105,6 +105,19 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the store; unset = the embedded SQLite file.",
     )
 
+    # --- accounts --------------------------------------------------------------------------
+    accounts_file: str | None = Field(
+        None,
+        min_length=1,
+        validation_alias="EE_ACCOUNTS_FILE",
+        description="TOML file of the accounts this engine trades (terminal, magic, limits "
+        "per account; `core.accounts`); unset = one account `default` from these settings.",
+    )
+    """Read by `core.accounts.load_accounts`; the file names no password itself, only the
+    environment variable holding it, so it can be shared by every instance of a standby
+    pair. Unset keeps the one-terminal set-up: an account `default` built from the terminal,
+    magic, limit and position-policy settings here."""
+
     # --- terminal --------------------------------------------------------------------------
     terminal: TerminalKind = Field(
         "simulated",

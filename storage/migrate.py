@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 _INSUFFICIENT_PRIVILEGE = "42501"
 
-HEAD_REVISION: Final = "0004_reducing_state"
+HEAD_REVISION: Final = "0005_account_leases"
 """The newest script's revision, written out so that a start on a store already there needs
 no Alembic at all (importing it and reading the scripts is ~0.2 s of every start, and a
 restart after a crash must trade again in seconds). A test holds it equal to the scripts'
@@ -118,4 +118,9 @@ def head_revision() -> str:
 
 __all__ = [
     "HEAD_REVISION",
-    "MIGRATIONS_DIR", "alembic_config", "current_revision", "head_revision", "upgrade"]
+    "MIGRATIONS_DIR",
+    "alembic_config",
+    "current_revision",
+    "head_revision",
+    "upgrade",
+]

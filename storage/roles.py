@@ -6,7 +6,7 @@ makes (or updates) the engine's role and gives it exactly what the engine does:
 
 - `execution_events`: SELECT, INSERT (no UPDATE, DELETE or TRUNCATE, and as it owns
   nothing it cannot ALTER the table or its triggers);
-- `execution_logs` and `trading_state`: SELECT, INSERT, UPDATE;
+- `execution_logs`, `trading_state` and `account_leases`: SELECT, INSERT, UPDATE;
 - `alembic_version`: SELECT (the engine checks the schema is at head when it starts);
 - USAGE on the schema and USAGE, SELECT on its sequences.
 
@@ -30,6 +30,7 @@ APP_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "execution_events": ("SELECT", "INSERT"),
     "execution_logs": ("SELECT", "INSERT", "UPDATE"),
     "trading_state": ("SELECT", "INSERT", "UPDATE"),
+    "account_leases": ("SELECT", "INSERT", "UPDATE"),
     "alembic_version": ("SELECT",),
 }
 """What the engine's role may do, per table; nothing else is granted."""

@@ -1,4 +1,4 @@
-"""The database schema: the execution projection, the journal and the kill switch.
+"""The database schema: the execution projection, the journal, the kill switch, the leases.
 
 The tables are declared once here; the Alembic migrations create them (and the triggers that
 make the journal append-only), and a test checks that the two agree on both databases.
@@ -172,10 +172,30 @@ class TradingStateRow(Base):
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class AccountLeaseRow(Base):
+    """The fencing epoch of one account's ownership lease (`storage.lease`, PostgreSQL).
+
+    `epoch` grows by one at every acquisition; `backend_pid` is the session holding the
+    account's advisory lock, so a write can check that lock is still held, not only taken.
+    """
+
+    __tablename__ = "account_leases"
+    __table_args__ = (CheckConstraint("epoch > 0", name="epoch_positive"),)
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    owner: Mapped[str] = mapped_column(String(128))
+    advertise_url: Mapped[str | None] = mapped_column(Text)
+    backend_pid: Mapped[int] = mapped_column(Integer)
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    renewed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 #: The tables themselves, for Core statements on the hot path (no ORM unit of work).
 execution_logs: Table = Base.metadata.tables["execution_logs"]
 execution_events: Table = Base.metadata.tables["execution_events"]
 trading_state: Table = Base.metadata.tables["trading_state"]
+account_leases: Table = Base.metadata.tables["account_leases"]
 
 
 def log_to_values(log: ExecutionLog) -> dict[str, Any]:
@@ -198,11 +218,13 @@ def row_to_log(row: Row[Any]) -> ExecutionLog:
 
 
 __all__ = [
+    "AccountLeaseRow",
     "Base",
     "ExecutionEventRow",
     "ExecutionLogRow",
     "TradingStateRow",
     "UTCDateTime",
+    "account_leases",
     "execution_events",
     "execution_logs",
     "log_to_values",

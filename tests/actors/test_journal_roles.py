@@ -154,6 +154,9 @@ def test_upgrade_again_keeps_exactly_the_grants_and_sends_no_clear_password(
     finally:
         owner.dispose()
     assert [tuple(row) for row in granted] == [
+        ("account_leases", "INSERT"),
+        ("account_leases", "SELECT"),
+        ("account_leases", "UPDATE"),
         ("alembic_version", "SELECT"),
         ("execution_events", "INSERT"),
         ("execution_events", "SELECT"),

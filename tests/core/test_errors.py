@@ -11,6 +11,7 @@ import pytest
 
 import core.errors as errors_module
 from core.errors import (
+    AccountNotOwnedError,
     ActorUnavailableError,
     ConfigurationError,
     EngineStoppedError,
@@ -19,6 +20,7 @@ from core.errors import (
     IdempotencyConflictError,
     InvalidRequestError,
     JournalIntegrityError,
+    LeaseLostError,
     PersistenceError,
     PersistenceUnavailableError,
     ReconciliationError,
@@ -49,6 +51,8 @@ PARENTS: dict[type[ExecutionEngineError], type[Exception]] = {
     PersistenceUnavailableError: PersistenceError,
     JournalIntegrityError: PersistenceError,
     TicketConflictError: PersistenceError,
+    LeaseLostError: PersistenceError,
+    AccountNotOwnedError: ExecutionEngineError,
     ReconciliationError: ExecutionEngineError,
     EngineStoppedError: ExecutionEngineError,
     ActorUnavailableError: ExecutionEngineError,
@@ -69,6 +73,8 @@ SAMPLES: list[ExecutionEngineError] = [
     PersistenceUnavailableError("database is locked"),
     JournalIntegrityError(sequence=42),
     TicketConflictError(ticket=50_000_001, owner="exec_1", claimant="exec_2"),
+    LeaseLostError(account="alpha", epoch=3, current_epoch=4),
+    AccountNotOwnedError(account="alpha", owner="host-b", advertise_url="http://b:8000"),
     ReconciliationError("order 7 not found"),
     EngineStoppedError(),
     ActorUnavailableError(actor="broker"),
@@ -112,6 +118,8 @@ def test_codes_are_unique() -> None:
         (JournalIntegrityError, "JOURNAL_INTEGRITY"),
         (TicketConflictError, "TICKET_CONFLICT"),
         (TradingHaltedError, "TRADING_HALTED"),
+        (LeaseLostError, "LEASE_LOST"),
+        (AccountNotOwnedError, "ACCOUNT_NOT_OWNED"),
     ],
 )
 def test_codes(cls: type[ExecutionEngineError], code: str) -> None:
@@ -178,3 +186,20 @@ def test_terminal_errors_are_caught_as_terminal_errors() -> None:
 def test_invalid_request_errors_tuple() -> None:
     error = InvalidRequestError(errors=["a", "b"])  # type: ignore[arg-type]
     assert error.errors == ("a", "b")
+
+
+def test_a_lost_lease_names_the_account_and_both_epochs() -> None:
+    error = LeaseLostError(account="alpha", epoch=3, current_epoch=4)
+
+    assert isinstance(error, PersistenceError)  # the writer's fail-closed path catches it
+    assert "'alpha'" in str(error)
+    assert "epoch 3" in str(error)
+    assert "epoch 4" in str(error)
+    assert "no lease" in str(LeaseLostError(account="alpha", epoch=None))
+
+
+def test_an_account_owned_elsewhere_names_the_owner_and_its_url() -> None:
+    error = AccountNotOwnedError(account="alpha", owner="host-b", advertise_url="http://b:8000")
+
+    assert "'host-b' (http://b:8000)" in str(error)
+    assert "no instance yet" in str(AccountNotOwnedError(account="alpha"))

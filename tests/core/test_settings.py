@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "mt5_server": None,
     "mt5_terminal": None,
     "postgres_url": None,
+    "accounts_file": None,
     "terminal": "simulated",
     "rpyc_host": "127.0.0.1",
     "rpyc_port": 18812,

@@ -22,7 +22,7 @@ from storage.migrate import (
 )
 from storage.schema import Base
 
-TABLES = {"execution_logs", "execution_events", "trading_state"}
+TABLES = {"execution_logs", "execution_events", "trading_state", "account_leases"}
 
 
 def test_upgrade_creates_the_schema_at_the_single_head(database_url: str) -> None:
@@ -30,8 +30,8 @@ def test_upgrade_creates_the_schema_at_the_single_head(database_url: str) -> Non
 
     upgrade(database_url)
 
-    assert ScriptDirectory.from_config(alembic_config()).get_heads() == ["0004_reducing_state"]
-    assert current_revision(database_url) == head_revision() == "0004_reducing_state"
+    assert ScriptDirectory.from_config(alembic_config()).get_heads() == ["0005_account_leases"]
+    assert current_revision(database_url) == head_revision() == "0005_account_leases"
     assert head_revision() == HEAD_REVISION  # a new migration must move HEAD_REVISION too
     engine = create_db_engine(database_url)
     try:
