@@ -19,6 +19,7 @@ is not an exception: it is a REJECTED execution carrying a `RejectionReason`
      |    +-- PersistenceUnavailableError
      |    +-- JournalIntegrityError
      |    +-- TicketConflictError
+     |    +-- DuplicateDecisionError
      +-- ReconciliationError
      +-- EngineStoppedError
      +-- ActorUnavailableError
@@ -218,6 +219,32 @@ class TicketConflictError(PersistenceError):
         return {"ticket": self.ticket, "owner": self.owner, "claimant": self.claimant}
 
 
+class DuplicateDecisionError(PersistenceError):
+    """Another execution already holds this RPM decision id; the whole batch was rolled back."""
+
+    code: ClassVar[str] = "DUPLICATE_DECISION"
+
+    def __init__(
+        self, message: str | None = None, *, decision_id: str, execution_id: str, op_index: int
+    ) -> None:
+        self.decision_id = decision_id
+        self.execution_id = execution_id
+        self.op_index = op_index
+        super().__init__(
+            message
+            if message is not None
+            else f"decision {decision_id!r} is already stored for another execution "
+            f"(op {op_index}, execution {execution_id!r})"
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "decision_id": self.decision_id,
+            "execution_id": self.execution_id,
+            "op_index": self.op_index,
+        }
+
+
 class ReconciliationError(ExecutionEngineError):
     """Executions could not be reconciled with the terminal; trading stays halted."""
 
@@ -246,6 +273,7 @@ class ActorUnavailableError(ExecutionEngineError):
 __all__ = [
     "ActorUnavailableError",
     "ConfigurationError",
+    "DuplicateDecisionError",
     "EngineStoppedError",
     "ExecutionEngineError",
     "ExecutionNotFoundError",

@@ -13,6 +13,7 @@ import core.errors as errors_module
 from core.errors import (
     ActorUnavailableError,
     ConfigurationError,
+    DuplicateDecisionError,
     EngineStoppedError,
     ExecutionEngineError,
     ExecutionNotFoundError,
@@ -49,6 +50,7 @@ PARENTS: dict[type[ExecutionEngineError], type[Exception]] = {
     PersistenceUnavailableError: PersistenceError,
     JournalIntegrityError: PersistenceError,
     TicketConflictError: PersistenceError,
+    DuplicateDecisionError: PersistenceError,
     ReconciliationError: ExecutionEngineError,
     EngineStoppedError: ExecutionEngineError,
     ActorUnavailableError: ExecutionEngineError,
@@ -69,6 +71,7 @@ SAMPLES: list[ExecutionEngineError] = [
     PersistenceUnavailableError("database is locked"),
     JournalIntegrityError(sequence=42),
     TicketConflictError(ticket=50_000_001, owner="exec_1", claimant="exec_2"),
+    DuplicateDecisionError(decision_id="dec-1", execution_id="exec_2", op_index=3),
     ReconciliationError("order 7 not found"),
     EngineStoppedError(),
     ActorUnavailableError(actor="broker"),
