@@ -128,6 +128,8 @@ def _json_scalar(value: str | int | None) -> str:
         return encode_basestring_ascii(value)
     if type(value) is int:
         return int.__repr__(value)
+    if value is None:  # an engine-wide row's execution id, most rows' broker time
+        return "null"
     return canonical_json(value)
 
 
