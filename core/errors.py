@@ -21,6 +21,7 @@ is not an exception: it is a REJECTED execution carrying a `RejectionReason`
      |    +-- JournalIntegrityError
      |    +-- TicketConflictError
      |    +-- LeaseLostError
+     |    +-- DuplicateDecisionError
      +-- ReconciliationError
      +-- EngineStoppedError
      +-- ActorUnavailableError
@@ -280,6 +281,32 @@ class AccountNotOwnedError(ExecutionEngineError):
         return {"account": self.account, "owner": self.owner, "advertise_url": self.advertise_url}
 
 
+class DuplicateDecisionError(PersistenceError):
+    """Another execution already holds this RPM decision id; the whole batch was rolled back."""
+
+    code: ClassVar[str] = "DUPLICATE_DECISION"
+
+    def __init__(
+        self, message: str | None = None, *, decision_id: str, execution_id: str, op_index: int
+    ) -> None:
+        self.decision_id = decision_id
+        self.execution_id = execution_id
+        self.op_index = op_index
+        super().__init__(
+            message
+            if message is not None
+            else f"decision {decision_id!r} is already stored for another execution "
+            f"(op {op_index}, execution {execution_id!r})"
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "decision_id": self.decision_id,
+            "execution_id": self.execution_id,
+            "op_index": self.op_index,
+        }
+
+
 class ReconciliationError(ExecutionEngineError):
     """Executions could not be reconciled with the terminal; trading stays halted."""
 
@@ -309,6 +336,7 @@ __all__ = [
     "AccountNotOwnedError",
     "ActorUnavailableError",
     "ConfigurationError",
+    "DuplicateDecisionError",
     "EngineStoppedError",
     "ExecutionEngineError",
     "ExecutionNotFoundError",

@@ -457,6 +457,7 @@ class JournalEvent(_Frozen):
     sequence: int
     execution_id: str | None
     event_type: str
+    """A `JournalEventType` value; typed `str` so that any stored row still reads back."""
     payload: dict[str, Any]
     engine_time_us: int
     broker_time_msc: int | None = None

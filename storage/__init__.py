@@ -4,11 +4,20 @@
 `JournalWriter`; everything else reads through `Repository`.
 """
 
+from core.errors import DuplicateDecisionError
 from storage.db import create_db_engine, default_sqlite_url, redact_url
-from storage.journal import GENESIS_HASH, AuditKey, ChainReport, event_hash, verify_chain
+from storage.journal import (
+    GENESIS_HASH,
+    AuditKey,
+    ChainReport,
+    event_hash,
+    replay_projection,
+    verify_chain,
+)
 from storage.migrate import current_revision, head_revision, upgrade
+from storage.ops import WriteOp
 from storage.repository import Repository
-from storage.writer import DuplicateDecisionError, JournalWriter, WriteOp, replay_projection
+from storage.writer import JournalWriter
 
 __all__ = [
     "GENESIS_HASH",

@@ -17,18 +17,21 @@ import hmac
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, Row, select, true
 
+from core.enums import JournalEventType
 from core.errors import ConfigurationError
 from core.models import JournalEvent, canonical_json
+from storage.ops import CHANGES_KEY
 from storage.schema import execution_events
 
 GENESIS_HASH = "0" * 64
 """The `prev_hash` of the first journal row."""
 
-TRADING_STATE_CHANGED = "TRADING_STATE_CHANGED"
+TRADING_STATE_CHANGED = JournalEventType.TRADING_STATE_CHANGED
 """Event type of the journal row written with every change of the kill switch."""
 
 _KEY_ID_LABEL = b"mt5-execution-engine audit key id"
@@ -78,18 +81,56 @@ def event_hash(
     key: AuditKey | None = None,
 ) -> str:
     """SHA-256 hex (HMAC-SHA256 with `key`) of `prev_hash` + the canonical JSON of the row's
-    content."""
-    content = canonical_json(
-        {
-            "sequence": sequence,
-            "execution_id": execution_id,
-            "event_type": event_type,
-            "payload": payload,
-            "engine_time_us": engine_time_us,
-            "broker_time_msc": broker_time_msc,
-        }
+    content: its sequence, execution id, event type, payload and times."""
+    return chain_hash(
+        prev_hash,
+        sequence,
+        execution_id,
+        event_type,
+        canonical_json(payload),
+        engine_time_us,
+        broker_time_msc,
+        key,
+    )
+
+
+def chain_hash(
+    prev_hash: str,
+    sequence: int,
+    execution_id: str | None,
+    event_type: str,
+    payload_text: str,
+    engine_time_us: int,
+    broker_time_msc: int | None,
+    key: AuditKey | None = None,
+) -> str:
+    """`event_hash`, given the payload's canonical text instead of its value.
+
+    The one place the hash input is made. It is the canonical JSON of the row's content
+    (keys sorted, no spaces), put together around the payload text the writer makes for the
+    row anyway, instead of encoding the payload a second time; a property test holds it
+    equal to `canonical_json` of the whole content.
+    """
+    content = (
+        f'{{"broker_time_msc":{_json_scalar(broker_time_msc)},'
+        f'"engine_time_us":{_json_scalar(engine_time_us)},'
+        f'"event_type":{_json_scalar(event_type)},'
+        f'"execution_id":{_json_scalar(execution_id)},'
+        f'"payload":{payload_text},'
+        f'"sequence":{_json_scalar(sequence)}}}'
     )
     return chain_digest((prev_hash + content).encode(), key)
+
+
+def _json_scalar(value: str | int | None) -> str:
+    """`canonical_json(value)`, without its generic path for the usual exact str and int."""
+    if type(value) is str:
+        return encode_basestring_ascii(value)
+    if type(value) is int:
+        return int.__repr__(value)
+    if value is None:  # an engine-wide row's execution id, most rows' broker time
+        return "null"
+    return canonical_json(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,12 +240,12 @@ class _Walk:
             return sequence, "payload is not a JSON object"
         if canonical_json(payload) != row.payload:
             return sequence, "payload text is not canonical JSON"
-        recomputed = event_hash(
+        recomputed = chain_hash(
             self.prev_hash,
             sequence,
             row.execution_id,
             row.event_type,
-            payload,
+            row.payload,  # its canonical text, checked just above
             row.engine_time_us,
             row.broker_time_msc,
             self.key if row.hash_key_id is not None else None,
@@ -287,16 +328,34 @@ def row_to_event(row: Row[Any]) -> JournalEvent:
     )
 
 
+def replay_projection(engine: Engine, batch_size: int = 1000) -> dict[str, dict[str, Any]]:
+    """Every execution's state rebuilt from the journal alone, as JSON-ready field dicts.
+
+    Applies each event's ``changes`` in sequence order; the result must equal
+    `ExecutionLog.model_dump(mode="json")` of every `execution_logs` row.
+    """
+    states: dict[str, dict[str, Any]] = {}
+    with engine.connect() as connection:
+        rows = iter_event_rows(connection, execution_events.c.execution_id.is_not(None), batch_size)
+        for row in rows:
+            changes = json.loads(row.payload).get(CHANGES_KEY)
+            if changes is not None:
+                states.setdefault(row.execution_id, {}).update(changes)
+    return states
+
+
 __all__ = [
     "GENESIS_HASH",
     "TRADING_STATE_CHANGED",
     "AuditKey",
     "ChainReport",
     "chain_digest",
+    "chain_hash",
     "check_audit_key",
     "event_hash",
     "iter_event_rows",
     "read_tail",
+    "replay_projection",
     "row_to_event",
     "verify_chain",
 ]

@@ -19,8 +19,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.errors import PersistenceUnavailableError, TicketConflictError
+from storage.ops import WriteOp
 from storage.schema import execution_logs
-from storage.writer import WriteOp
 
 _MAX_KNOWN = 200_000
 """Owners kept in memory; past this the map starts again (the database still knows them)."""

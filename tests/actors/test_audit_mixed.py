@@ -32,9 +32,8 @@ from actors.facade import ExecutionFacade
 from core.enums import ExecutionStatus, RejectionReason
 from core.models import ExecutionConfirmation
 from storage.db import create_db_engine
-from storage.journal import verify_chain
+from storage.journal import replay_projection, verify_chain
 from storage.schema import execution_logs, row_to_log
-from storage.writer import replay_projection
 from terminals.simulated import SimulatedTerminal
 from tests.actors.conftest import EngineFactory, rpm
 

@@ -16,7 +16,8 @@ from core.errors import PersistenceUnavailableError
 from storage.db import create_db_engine
 from storage.journal import verify_chain
 from storage.migrate import upgrade
-from storage.writer import JournalWriter, WriteOp
+from storage.ops import WriteOp
+from storage.writer import JournalWriter
 from terminals.simulated import SimulatedTerminal
 from tests.actors.conftest import EngineFactory, rpm
 

@@ -19,9 +19,10 @@ from core.errors import ReconciliationError
 from core.models import ExecutionLog, RPMOutput
 from core.rules import choose_filling, make_client_id
 from storage.db import create_db_engine
-from storage.journal import verify_chain
+from storage.journal import replay_projection, verify_chain
 from storage.migrate import upgrade
-from storage.writer import JournalWriter, WriteOp, replay_projection
+from storage.ops import WriteOp
+from storage.writer import JournalWriter
 from terminals.simulated import SimulatedTerminal
 from tests.actors.conftest import EngineFactory, rpm
 from tests.helpers import eventually

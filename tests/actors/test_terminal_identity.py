@@ -25,8 +25,8 @@ from core.errors import TicketConflictError
 from core.models import ExecutionLog
 from storage.db import create_db_engine
 from storage.migrate import upgrade
+from storage.ops import WriteOp
 from storage.repository import Repository
-from storage.writer import WriteOp
 from terminals.bridge import RpycTerminal
 from terminals.simulated import SimulatedTerminal
 from tests.actors.conftest import EngineFactory, rpm

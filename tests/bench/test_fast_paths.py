@@ -20,18 +20,14 @@ from actors.persistence import StoredDecisions
 from core.enums import ExecutionStatus, RejectionReason
 from core.models import canonical_json
 from core.settings import load_settings
+from storage._pg_one_trip import EVENT_COLUMNS, INSERT_EVENTS_HEAD
 from storage.db import create_db_engine
-from storage.journal import event_hash, verify_chain
+from storage.journal import chain_hash, event_hash, verify_chain
 from storage.migrate import upgrade
+from storage.ops import WriteOp
 from storage.repository import Repository
 from storage.schema import execution_events
-from storage.writer import (
-    _EVENT_COLUMNS,
-    _INSERT_EVENTS_HEAD,
-    JournalWriter,
-    WriteOp,
-    _chain_hash,
-)
+from storage.writer import JournalWriter
 from terminals.simulated import SimulatedTerminal
 from tests.storage.conftest import make_log
 
@@ -50,7 +46,7 @@ def test_writer_chain_hash_equals_the_journal_event_hash(
     text_ = canonical_json(payload)
     expected = event_hash("a" * 64, 42, execution_id, event_type, payload, 123, broker_time_msc)
 
-    assert _chain_hash("a" * 64, 42, execution_id, event_type, text_, 123, broker_time_msc) == (
+    assert chain_hash("a" * 64, 42, execution_id, event_type, text_, 123, broker_time_msc) == (
         expected
     )
 
@@ -107,9 +103,9 @@ def test_stored_decisions_survive_a_dropped_connection(postgres_url: str) -> Non
 
 
 def test_the_journal_insert_names_every_column_of_the_table() -> None:
-    assert set(_EVENT_COLUMNS) == set(execution_events.c.keys())
-    assert _INSERT_EVENTS_HEAD.startswith(f"INSERT INTO {execution_events.name} (")
-    assert _INSERT_EVENTS_HEAD.endswith(f"({', '.join(_EVENT_COLUMNS)}) VALUES ")
+    assert set(EVENT_COLUMNS) == set(execution_events.c.keys())
+    assert INSERT_EVENTS_HEAD.startswith(f"INSERT INTO {execution_events.name} (")
+    assert INSERT_EVENTS_HEAD.endswith(f"({', '.join(EVENT_COLUMNS)}) VALUES ")
 
 
 def test_sends_queued_past_their_deadline_are_not_sent(tmp_path: Path) -> None:

@@ -14,8 +14,9 @@ from core.enums import ExecutionStatus
 from core.models import ExecutionLog, TradingStateRecord
 from storage.db import create_db_engine
 from storage.migrate import upgrade
+from storage.ops import WriteOp
 from storage.repository import Repository
-from storage.writer import JournalWriter, WriteOp
+from storage.writer import JournalWriter
 
 BASE_TIME = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
 """Every factory time is an offset from this instant."""

@@ -12,8 +12,15 @@ from sqlalchemy import Engine, text
 from core.enums import ExecutionStatus
 from core.errors import ConfigurationError
 from core.models import canonical_json
-from storage.journal import AuditKey, ChainReport, check_audit_key, event_hash, verify_chain
-from storage.writer import JournalWriter, _chain_hash
+from storage.journal import (
+    AuditKey,
+    ChainReport,
+    chain_hash,
+    check_audit_key,
+    event_hash,
+    verify_chain,
+)
+from storage.writer import JournalWriter
 from tests.storage.conftest import advance, disable_journal_guard, make_log, note_op, op_for
 
 KEY = AuditKey("k" * 32)
@@ -160,7 +167,7 @@ def test_writer_fast_path_hashes_as_event_hash_does_with_a_key(
     payload = {"changes": {"status": "FILLED"}, "note": "é"}
     text_ = canonical_json(payload)
 
-    fast = _chain_hash("b" * 64, 7, "exec_1", "X", text_, 123, broker_time_msc, KEY)
+    fast = chain_hash("b" * 64, 7, "exec_1", "X", text_, 123, broker_time_msc, KEY)
 
     assert fast == event_hash("b" * 64, 7, "exec_1", "X", payload, 123, broker_time_msc, KEY)
     assert fast != event_hash("b" * 64, 7, "exec_1", "X", payload, 123, broker_time_msc)

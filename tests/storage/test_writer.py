@@ -9,12 +9,19 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
 from core.enums import ExecutionStatus, RejectionReason
-from core.errors import PersistenceError, PersistenceUnavailableError
+from core.errors import DuplicateDecisionError, PersistenceError, PersistenceUnavailableError
 from core.models import ExecutionLog, TradingStateRecord
 from storage.db import create_db_engine
-from storage.journal import GENESIS_HASH, TRADING_STATE_CHANGED, ChainReport, verify_chain
+from storage.journal import (
+    GENESIS_HASH,
+    TRADING_STATE_CHANGED,
+    ChainReport,
+    replay_projection,
+    verify_chain,
+)
+from storage.ops import WriteOp
 from storage.repository import Repository
-from storage.writer import DuplicateDecisionError, JournalWriter, WriteOp, replay_projection
+from storage.writer import JournalWriter
 from tests.storage.conftest import (
     BASE_TIME,
     advance,

@@ -17,10 +17,12 @@ from sqlalchemy import Engine
 
 from core.enums import ExecutionStatus, RejectionReason
 from core.models import ExecutionLog, canonical_json
-from storage.journal import ChainReport, verify_chain
+from storage._batch import State
+from storage.journal import ChainReport, replay_projection, verify_chain
+from storage.ops import WriteOp
 from storage.repository import Repository
 from storage.schema import log_to_values
-from storage.writer import JournalWriter, WriteOp, _State, replay_projection
+from storage.writer import JournalWriter
 from tests.storage.conftest import BASE_TIME, advance, count_rows, make_log, note_op, op_for
 
 S = ExecutionStatus
@@ -156,8 +158,8 @@ def test_row_values_are_log_to_values() -> None:
         rejection_reason=RejectionReason.SPREAD_TOO_WIDE,
         rejection_details="wide",
     )
-    assert _State.of(log).row_values() == log_to_values(log)
-    assert _State.of(make_log(2)).row_values() == log_to_values(make_log(2))
+    assert State.of(log).row_values() == log_to_values(log)
+    assert State.of(make_log(2)).row_values() == log_to_values(make_log(2))
 
 
 def test_unusual_ids_and_types_hash_as_event_hash_does(

@@ -11,12 +11,12 @@ from sqlalchemy import Engine, delete, event, insert
 from sqlalchemy.exc import IntegrityError
 
 from core.enums import ExecutionStatus, RejectionReason
-from core.errors import PersistenceUnavailableError
+from core.errors import DuplicateDecisionError, PersistenceUnavailableError
 from core.models import ExecutionLog
 from storage.db import create_db_engine
 from storage.migrate import upgrade
 from storage.schema import execution_logs, log_to_values
-from storage.writer import DuplicateDecisionError, JournalWriter
+from storage.writer import JournalWriter
 from tests.storage.conftest import advance, count_rows, filled, make_log, note_op, op_for
 
 S = ExecutionStatus
