@@ -38,7 +38,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,11 +69,11 @@ from actors.messages import Halt, InjectFault, NewExecution, Rewatch
 from actors.metrics import EngineMetrics
 from actors.order import OrderContext
 from actors.persistence import write_and_wait
+from actors.probe import EngineFaults, EngineProbe
 from actors.recovery import Reconciler, RecoveryConfig, RecoveryReport
 from core.clock import Clock, utc_micros
 from core.enums import TradingState
 from core.errors import (
-    ConfigurationError,
     PersistenceError,
     ReconciliationError,
     TicketConflictError,
@@ -263,6 +262,16 @@ class Supervisor:
             on_correction=metrics.corrected if metrics is not None else None,
         )
         self._late_due = 0.0
+        self.probe = EngineProbe(
+            children=self.children,
+            orders=self.orders,
+            switch=self.switch,
+            db=db,
+            repository=repository,
+            health=self.health,
+        )
+        """The read-only view drills, benchmarks and tests use."""
+        self.fault_injection = EngineFaults(self.faults, self.inject)
 
     @property
     def total_restarts(self) -> int:
@@ -738,7 +747,7 @@ class Supervisor:
         except pykka.ActorDeadError:
             log.info("broker not running for %s", method)
 
-    # --- health, faults, drills -----------------------------------------------------------
+    # --- health, faults -----------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
         """A snapshot for `/health`; it never waits on an actor."""
@@ -783,26 +792,6 @@ class Supervisor:
         if ref is None:
             raise ValueError(f"no live actor {target!r}")
         ref.tell(InjectFault(kind, **options))
-
-    def drill(
-        self,
-        name: str,
-        executions: int = 200,
-        seed: int = 0,
-        database_url: str | None = None,
-        progress: Callable[[str], None] | None = None,
-    ) -> dict[str, Any]:
-        """Run failover drill `name` in a scratch engine of its own (a new simulated
-        terminal and store; this engine is not touched). Refused unless this engine's own
-        terminal is the simulated one: drills never run where a real terminal is."""
-        from actors.drills import run_drill
-        from terminals.simulated import SimulatedTerminal
-
-        if not isinstance(self.terminal, SimulatedTerminal):
-            raise ConfigurationError("drills run only where the terminal is the simulated one")
-        return run_drill(
-            name, executions=executions, seed=seed, database_url=database_url, progress=progress
-        )
 
     # --- stop -----------------------------------------------------------------------------
 
