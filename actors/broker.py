@@ -178,7 +178,11 @@ class BrokerActor(FastInbox):
         self._identity = identity
         self._last_ticket: int | None = None
         """The last order ticket the terminal gave us: a remade link must still know it."""
-        self._watch = watch if watch is not None else TerminalWatch(describe_terminal(terminal))
+        self._watch = (
+            watch
+            if watch is not None
+            else TerminalWatch(describe_terminal(terminal), clock.monotonic)
+        )
         self._watch.set_drain(self.answer_unstarted)
         self._line_lock = threading.Lock()
         """Guards `_sends` and `_closed`: other threads answer unstarted sends too."""
@@ -262,7 +266,7 @@ class BrokerActor(FastInbox):
         if self._config.server is not None:
             kwargs["server"] = self._config.server
         args = (self._config.path,) if self._config.path else ()
-        started = time.monotonic()
+        started = self._clock.monotonic()
         cause = ""
         try:
             ok = bool(self._call_raw("initialize", *args, **kwargs))
@@ -288,7 +292,7 @@ class BrokerActor(FastInbox):
                 self._pending_error = error  # still the caller's to read
                 cause = f"initialize failed: {error}"
             log.warning("%s: %s", self._watch.where, cause)
-            took = time.monotonic() - started
+            took = self._clock.monotonic() - started
             if self._identity is not None and cause == self._identity.mismatch:
                 took = max(took, 1.0)  # a refused terminal is checked again once a second
             self._watch.link_failed(cause, took)

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,7 +175,7 @@ class Supervisor:
         self._recovery_wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self.last_recovery: RecoveryReport | None = None
-        self.window = RestartWindow(cfg.restart_intensity, cfg.restart_period)
+        self.window = RestartWindow(cfg.restart_intensity, cfg.restart_period, clock)
         self.kill_switch = KillSwitch(
             self.persistence_ref, clock, cfg.ask_timeout, self._recovery_wake.set
         )
@@ -206,11 +205,11 @@ class Supervisor:
         self._identity_error: str | None = None
         self.identity = IdentityGuard(self._identity_first, self._identity_refused)
         """The account and terminal the journal knows (see `actors._terminal_identity`)."""
-        self.terminal_watch = TerminalWatch(describe_terminal(terminal))
+        self.terminal_watch = TerminalWatch(describe_terminal(terminal), clock.monotonic)
         """The current broker incarnation's view of the terminal (see `_bound_terminal_wait`)."""
 
         def broker(hooks: ChildHooks) -> pykka.ActorRef[Any]:
-            watch = TerminalWatch(describe_terminal(terminal))
+            watch = TerminalWatch(describe_terminal(terminal), clock.monotonic)
             self.terminal_watch = watch
             return SupervisedBroker.start(
                 hooks,
@@ -228,6 +227,7 @@ class Supervisor:
             [("persistence", persistence), ("broker", broker)],
             faults=self.faults,
             window=self.window,
+            clock=clock,
             heartbeat_interval=cfg.heartbeat_interval,
             heartbeat_timeout=cfg.heartbeat_timeout,
             on_death=self._wake.set,
@@ -473,7 +473,7 @@ class Supervisor:
             )
 
     def _check_connection(self) -> None:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if not self._broker.alive():
             self._health_future = None
             return
@@ -575,7 +575,7 @@ class Supervisor:
 
     def _disconnected_for(self) -> float:
         since = self._disconnected_since
-        return 0.0 if since is None else max(time.monotonic() - since, 0.0)
+        return 0.0 if since is None else max(self._clock.monotonic() - since, 0.0)
 
     # --- the recovery thread --------------------------------------------------------------
 
@@ -620,7 +620,7 @@ class Supervisor:
             log.info("recovered orphan executions: %s", report.summary())
 
     def _check_late(self) -> None:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if now < self._late_due or not self.children.alive():
             return
         self._late_due = now + self.config.late_interval
@@ -731,7 +731,7 @@ class Supervisor:
             raise ReconciliationError(f"not resumed: the broker does not answer ({exc})") from exc
         if not health.get("connected"):
             raise ReconciliationError("not resumed: the terminal is not connected")
-        self._note_connection(True, time.monotonic())
+        self._note_connection(True, self._clock.monotonic())
 
     def _event(self, event_type: str, payload: dict[str, Any]) -> WriteOp:
         return WriteOp(
@@ -754,7 +754,7 @@ class Supervisor:
         actors: dict[str, Any] = self.children.describe()
         actors["orders"] = self.orders.describe()
         since = self._disconnected_since
-        down = None if since is None else round(time.monotonic() - since, 3)
+        down = None if since is None else round(self._clock.monotonic() - since, 3)
         state = self.switch.state
         halted = state is TradingState.HALTED
         stall = self.terminal_watch.stall()
