@@ -27,9 +27,9 @@ from actors._failures import TerminalClosedError
 from actors._reply import FastInbox, Reply
 from actors._scheduler import Handle, Scheduler
 from actors._send_ledger import SendLedger
-from actors._shared import TradingSwitch
 from actors._terminal_identity import IdentityGuard, identity_of
 from actors._terminal_watch import TerminalWatch, describe_terminal
+from actors.kill_switch import TradingSwitch
 from actors.messages import (
     Deal,
     FillUpdate,
@@ -197,7 +197,6 @@ class BrokerActor(FastInbox):
         self._clock = clock
         self._scheduler = scheduler
         self._connected = False
-        self._halted = False
         self._specs: dict[str, SymbolSpec] = {}
         self._ticks: WindowCache[str, Any] = WindowCache(config.tick_window, clock.monotonic)
         self._tick_ages = TickAges(clock.monotonic)
@@ -591,13 +590,6 @@ class BrokerActor(FastInbox):
         spec, _ = self._spec(symbol)
         return spec
 
-    def set_halted(self, halted: bool) -> None:
-        """After this returns, no `order_send` for a new position starts (the kill switch)."""
-        self._halted = halted
-
-    def is_halted(self) -> bool:
-        return self._halted
-
     def place_order(
         self,
         request: ExecutionRequest,
@@ -610,7 +602,7 @@ class BrokerActor(FastInbox):
         at that moment is not sent (a clean RETRY with nothing sent), so an order queued
         behind a long line of sends never goes out after its own timeout.
         """
-        if self._halted or (self._switch is not None and self._switch.halted):
+        if self._switch is not None and self._switch.halted:
             return SendOutcome(klass=RetcodeClass.FINAL, retcode=None, halted=True)
         if self._closed:
             return not_sent(self._closed)
@@ -1048,7 +1040,7 @@ class BrokerActor(FastInbox):
         return {
             "connected": bool(self._connected and terminal is not None and terminal.connected),
             "terminal": self._watch.stall_text(),
-            "halted": self._halted,
+            "halted": self._switch is not None and self._switch.halted,
             "watched_orders": len(self._watches),
             "reconnects": self.reconnects,
             "calls": dict(self.calls),

@@ -14,8 +14,8 @@ from sqlalchemy import Engine
 
 from actors._children import Children
 from actors._order_registry import OrderRegistry
-from actors._shared import TradingSwitch
 from actors._supervised import FaultPlan
+from actors.kill_switch import TradingSwitch
 from storage.repository import Repository
 
 

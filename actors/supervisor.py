@@ -23,7 +23,7 @@ why; `resume()` revives the children after a successful reconciliation. An Order
 that died (a crash, or a write the store refused) leaves an orphan execution, which the
 recovery thread reconciles with the terminal exactly as startup recovery does.
 
-The kill switch (`actors._kill_switch`) is persisted and journaled with who, when and
+The kill switch (`actors.kill_switch`) is persisted and journaled with who, when and
 why; its states are ACTIVE, REDUCING (only reducing sends pass its gate) and HALTED, and
 an engine boots in the state it left (after recovery). `halt()` first closes the shared
 `TradingSwitch` that the BrokerActor checks under its gate right before each
@@ -48,7 +48,6 @@ from actors._checkpoints import AuditCheckpointer, journal_tail_problem
 from actors._children import Child, Children, ChildState, RestartWindow
 from actors._corrections import LateAppearances
 from actors._failures import is_own_failure
-from actors._kill_switch import KillSwitch
 from actors._order_registry import OrderRegistry
 from actors._scheduler import Scheduler
 from actors._shared import MarginBook
@@ -64,6 +63,7 @@ from actors._terminal_identity import TERMINAL_IDENTIFIED, Identity, IdentityGua
 from actors._terminal_watch import TerminalWatch, describe_terminal
 from actors.alerts import alerts_from_settings
 from actors.broker import BrokerConfig
+from actors.kill_switch import KillSwitch
 from actors.messages import Halt, InjectFault, NewExecution, Rewatch
 from actors.metrics import EngineMetrics
 from actors.order import OrderContext
@@ -76,7 +76,6 @@ from core.errors import (
     PersistenceError,
     ReconciliationError,
     TicketConflictError,
-    TradingHaltedError,
 )
 from core.models import TradingStateRecord
 from core.settings import Settings
@@ -160,7 +159,6 @@ class Supervisor:
         self._clock = clock
         self._metrics = metrics
         self._lock = threading.RLock()
-        self._state_lock = threading.RLock()
         self._reconcile_lock = threading.Lock()
         self.orders = OrderRegistry()
         self._pending_events: list[WriteOp] = []
@@ -179,7 +177,8 @@ class Supervisor:
         self.kill_switch = KillSwitch(
             self.persistence_ref, clock, cfg.ask_timeout, self._recovery_wake.set
         )
-        self.switch = self.kill_switch.switch
+        self.switch = self.kill_switch
+        """The gate the BrokerActor and the OrderActors read (the kill switch itself)."""
         self.alerts = alerts_from_settings(settings, clock, metrics, [db.url.password or ""])
         """Webhook alerts (EE_ALERT_WEBHOOK_URL); `alerts.alert(kind, text, **fields)`."""
         self.kill_switch.on_change = self.alerts.state_changed
@@ -332,7 +331,6 @@ class Supervisor:
             self.halt(f"reconciliation failed at start: {report.error()}", SUPERVISOR)
         elif persisted is not None and persisted.state == TradingState.HALTED.value:
             self.kill_switch.restore(TradingState.HALTED, persisted.reason)
-            self._tell_broker("set_halted", True)
         elif persisted is not None and persisted.state == TradingState.REDUCING.value:
             self.kill_switch.restore(TradingState.REDUCING, persisted.reason)
         else:
@@ -419,7 +417,6 @@ class Supervisor:
                 self._event("ACTOR_RESTARTED", {"actor": child.name, "why": why})
             )
         if child is self._broker:
-            self._tell_broker("set_halted", self.switch.halted)
             for ref in self.live_orders().values():
                 _tell(ref, Rewatch())  # the new broker knows no watched order
         self._recovery_wake.set()
@@ -650,12 +647,8 @@ class Supervisor:
         broker's gate), every execution not yet sent is rejected with TRADING_HALTED at its
         next stage, and orders still open are being removed. The change is persisted and
         journaled; if the store cannot take it now, it is written as soon as it can."""
-        with self._state_lock:
-            if automatic and self.switch.halted:
-                return
-            log.warning("halting trading (by %s): %s", by, reason)
-            self.kill_switch.engage(reason, by)
-            self._tell_broker("set_halted", True)
+        if not self.kill_switch.halt(reason, by, automatic=automatic):
+            return
         for ref in self.live_orders().values():
             _tell(ref, Halt(reason))
         try:
@@ -667,9 +660,7 @@ class Supervisor:
         """The first step of a halt that flattens: REDUCING (no opening send starts after
         this returns; the closes of the flatten pass the gate) and every live execution
         told to halt, as a halt does; `halt()` follows once the closes are settled."""
-        with self._state_lock:
-            log.warning("halting trading (by %s), flattening first: %s", by, reason)
-            self.kill_switch.reduce(f"halting, flattening first: {reason}", by)
+        self.kill_switch.halt_flatten_begins(reason, by)
         for ref in self.live_orders().values():
             _tell(ref, Halt(reason))
 
@@ -678,14 +669,7 @@ class Supervisor:
         part is refused (REDUCE_ONLY). When this returns no opening `order_send` is in
         progress. Persisted and journaled as a halt is. From HALTED it is refused
         (`TradingHaltedError`): leaving a halt, even for REDUCING, is the admin's resume."""
-        with self._state_lock:
-            if self.switch.halted:
-                raise TradingHaltedError(
-                    "trading is HALTED: only an admin's resume leaves a halt",
-                    reason=self.switch.reason,
-                )
-            log.warning("trading reduce-only (by %s): %s", by, reason)
-            self.kill_switch.reduce(reason, by)
+        self.kill_switch.reduce_only(reason, by)
 
     def resume(self, by: str, reason: str = "resumed") -> RecoveryReport:
         """Trade again (ACTIVE, from HALTED or REDUCING), only once the children are up,
@@ -693,36 +677,34 @@ class Supervisor:
         live OrderActor met no failure (those still waiting for evidence go on in the
         background, as at start): raises `ReconciliationError` otherwise (or
         `PersistenceError`), and trading stays as it was."""
-        with self._state_lock:
-            if self._identity_error is not None:
-                # The admin's decision: the terminal now connected becomes the known one.
-                self.identity.accept_next(by)
-                self._identity_error = None
-            revived = self.children.revive()
-            if revived:
-                log.warning("resume revived %d actor(s)", revived)
-            self._require_connected()
-            self._flush_pending()
-            ids = [
-                r.execution_id
-                for r in self.repository.non_final()
-                if not self.is_live(r.execution_id)
-            ]
-            with self._reconcile_lock:
-                report = self.reconciler.run(ids, wait=False, stop=self._stopping)
-            self._reconciled(report, "at resume")
-            if report.failures:
-                raise ReconciliationError(f"not resumed: reconciliation failed: {report.error()}")
-            # As at start: executions still waiting for evidence are reconciled in the
-            # background (their margin held); trading does not wait for their windows.
-            self.orders.settled(set(ids) - set(report.waiting))
-            self.orders.adopt(report.waiting)
-            self._journal_error = None
-            self._disconnected_since = None
-            self.kill_switch.release(reason, by)
-            self._tell_broker("set_halted", False)
-            log.warning("trading resumed (by %s): %s", by, reason)
-            return report
+        return self.kill_switch.resume(reason, by, lambda: self._ready_to_resume(by))
+
+    def _ready_to_resume(self, by: str) -> RecoveryReport:
+        """The checks of a resume, under the kill switch's lock: raises to refuse it."""
+        if self._identity_error is not None:
+            # The admin's decision: the terminal now connected becomes the known one.
+            self.identity.accept_next(by)
+            self._identity_error = None
+        revived = self.children.revive()
+        if revived:
+            log.warning("resume revived %d actor(s)", revived)
+        self._require_connected()
+        self._flush_pending()
+        ids = [
+            r.execution_id for r in self.repository.non_final() if not self.is_live(r.execution_id)
+        ]
+        with self._reconcile_lock:
+            report = self.reconciler.run(ids, wait=False, stop=self._stopping)
+        self._reconciled(report, "at resume")
+        if report.failures:
+            raise ReconciliationError(f"not resumed: reconciliation failed: {report.error()}")
+        # As at start: executions still waiting for evidence are reconciled in the
+        # background (their margin held); trading does not wait for their windows.
+        self.orders.settled(set(ids) - set(report.waiting))
+        self.orders.adopt(report.waiting)
+        self._journal_error = None
+        self._disconnected_since = None
+        return report
 
     def _require_connected(self) -> None:
         try:
@@ -740,12 +722,6 @@ class Supervisor:
             payload=payload,
             engine_time_us=utc_micros(self._clock.now()),
         )
-
-    def _tell_broker(self, method: str, *args: Any) -> None:
-        try:
-            getattr(self.broker_proxy(), method)(*args)
-        except pykka.ActorDeadError:
-            log.info("broker not running for %s", method)
 
     # --- health, faults -----------------------------------------------------------
 

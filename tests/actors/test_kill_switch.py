@@ -9,7 +9,7 @@ from typing import Any
 import pykka
 import pytest
 
-from actors._shared import TradingSwitch
+from actors.kill_switch import TradingSwitch
 from core.enums import ExecutionStatus, RejectionReason
 from core.errors import PersistenceUnavailableError, ReconciliationError
 from core.models import ExecutionRequest
