@@ -12,10 +12,12 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from actors._children import Children
+from actors._children import Children, RestartWindow
 from actors._order_registry import OrderRegistry
 from actors._supervised import FaultPlan
-from actors.kill_switch import TradingSwitch
+from actors._watchdog import Watchdog
+from actors.kill_switch import KillSwitch
+from core.enums import TradingState
 from storage.repository import Repository
 
 
@@ -28,15 +30,17 @@ class EngineProbe:
         *,
         children: Children,
         orders: OrderRegistry,
-        switch: TradingSwitch,
+        switch: KillSwitch,
+        window: RestartWindow,
+        watchdog: Watchdog,
         db: Engine,
         repository: Repository,
-        health: Callable[[], dict[str, Any]],
     ) -> None:
         self._children = children
         self._orders = orders
         self._switch = switch
-        self._health = health
+        self._window = window
+        self._watchdog = watchdog
         self.db = db
         """The store (drills read their verdict from it)."""
         self.repository = repository
@@ -77,7 +81,28 @@ class EngineProbe:
         return not self._switch.halted and self._children.alive() and not self.orphans()
 
     def health(self) -> dict[str, Any]:
-        return self._health()
+        """A snapshot for `/health`; it never waits on an actor."""
+        actors: dict[str, Any] = self._children.describe()
+        actors["orders"] = self._orders.describe()
+        switch = self._switch
+        state = switch.state
+        window = self._window
+        return {
+            "trading_state": state.value,
+            "halted_reason": switch.reason if state is TradingState.HALTED else None,
+            "reducing_reason": switch.reason if state is TradingState.REDUCING else None,
+            "trading_state_persisted": switch.persisted,
+            "broker": self._watchdog.broker_health(),
+            "database": {
+                "ok": self.repository.ping(),
+                "journal_error": self._watchdog.journal_error,
+            },
+            "actors": actors,
+            "restarts": self._children.total_restarts,
+            "restarts_in_window": window.count(),
+            "restart_intensity": f"{window.intensity} in {window.period:g} s",
+            "escalated": self._children.escalated or None,
+        }
 
 
 class EngineFaults:
