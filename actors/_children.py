@@ -112,7 +112,7 @@ class Children:
         clock: Clock,
         heartbeat_interval: float,
         heartbeat_timeout: float,
-        on_death: Callable[[], None],
+        on_death: Callable[[str], None],
         on_restarted: Callable[[Child, str], None],
     ) -> None:
         self._children = [Child(name, spawn) for name, spawn in specs]
@@ -191,7 +191,7 @@ class Children:
         for child in self._children:
             if child.hooks is hooks:
                 child.death = f"{how}: {type(exc).__name__}: {exc}"
-        self._on_death()
+        self._on_death(hooks.name)
 
     def _count(self, child: Child, why: str) -> bool:
         """Record one restart of `child`; False (and the child DEAD) past the intensity."""

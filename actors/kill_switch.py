@@ -205,6 +205,15 @@ class KillSwitch(TradingSwitch):
         self.set(False)
         self._announce(record)
 
+    def boot(self, persisted: TradingStateRecord | None) -> None:
+        """At start, once recovery allows trading: the persisted state (an engine that was
+        HALTED or REDUCING boots so, with its reason), ACTIVE when none was persisted."""
+        restricted = (TradingState.HALTED.value, TradingState.REDUCING.value)
+        if persisted is not None and persisted.state in restricted:
+            self.restore(TradingState(persisted.state), persisted.reason)
+        else:
+            self.restore(TradingState.ACTIVE, "")
+
     def restore(self, state: TradingState, reason: str) -> None:
         """The state found at start (nothing to persist: it is the persisted one)."""
         self.set(state is TradingState.HALTED, reason, reducing=state is TradingState.REDUCING)

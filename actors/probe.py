@@ -7,7 +7,6 @@ them; `EngineFaults` is the one way in for a fault (drills only, on a simulated 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine
@@ -17,6 +16,7 @@ from actors._order_registry import OrderRegistry
 from actors._supervised import FaultPlan
 from actors._watchdog import Watchdog
 from actors.kill_switch import KillSwitch
+from actors.messages import InjectFault
 from core.enums import TradingState
 from storage.repository import Repository
 
@@ -108,9 +108,10 @@ class EngineProbe:
 class EngineFaults:
     """Faults a drill injects: armed for an actor's next incarnation or told to a live one."""
 
-    def __init__(self, plan: FaultPlan, inject: Callable[..., None]) -> None:
+    def __init__(self, plan: FaultPlan, children: Children, orders: OrderRegistry) -> None:
         self._plan = plan
-        self._inject = inject
+        self._children = children
+        self._orders = orders
 
     def crash_after_sends(self, times: int = 1) -> None:
         """The BrokerActor dies right after its next `times` order_send calls returned."""
@@ -121,8 +122,15 @@ class EngineFaults:
         self._plan.fail_starts(child, times)
 
     def inject(self, target: str, kind: str = "crash", **options: Any) -> None:
-        """`target` is "broker", "persistence" or an execution id; `kind` "crash" or "hang"."""
-        self._inject(target, kind, **options)
+        """`target` is "broker", "persistence" or an execution id; `kind` is "crash" (a
+        failing tell) or "hang" (see `InjectFault`)."""
+        if target in ("broker", "persistence"):
+            ref = self._children.get(target).ref
+        else:
+            ref = self._orders.live().get(target)
+        if ref is None:
+            raise ValueError(f"no live actor {target!r}")
+        ref.tell(InjectFault(kind, **options))
 
 
 __all__ = ["EngineFaults", "EngineProbe"]

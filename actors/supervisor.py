@@ -48,6 +48,7 @@ from actors._supervised import (
     SupervisedOrder,
     SupervisedPersistence,
 )
+from actors._supervisor_actor import ChildDied, OrderDied, SupervisorInbox
 from actors._supervisor_config import SUPERVISOR, SupervisorConfig
 from actors._terminal_identity import TERMINAL_IDENTIFIED
 from actors._trading_control import TradingControl
@@ -55,13 +56,12 @@ from actors._watchdog import Watchdog
 from actors.alerts import alerts_from_settings
 from actors.broker import BrokerConfig
 from actors.kill_switch import KillSwitch
-from actors.messages import InjectFault, NewExecution, Rewatch
+from actors.messages import NewExecution, Rewatch
 from actors.metrics import EngineMetrics
 from actors.order import OrderContext
 from actors.probe import EngineFaults, EngineProbe
 from actors.recovery import RecoveryReport
 from core.clock import Clock
-from core.enums import TradingState
 from core.errors import PersistenceError
 from core.models import TradingStateRecord
 from core.settings import Settings
@@ -96,9 +96,10 @@ class Supervisor:
         self._clock = clock
         self._metrics = metrics
         self.orders = OrderRegistry()
+        self._scheduler = scheduler
         self._stopping = threading.Event()
-        self._wake = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._inbox = SupervisorInbox()
+        """The Supervisor's own actor: deaths and ticks arrive there as messages."""
         self.last_recovery: RecoveryReport | None = None
         self.window = RestartWindow(cfg.restart_intensity, cfg.restart_period, clock)
         self.kill_switch = KillSwitch(self.persistence_ref, clock, cfg.ask_timeout, self._retry)
@@ -117,7 +118,7 @@ class Supervisor:
             metrics=metrics,
             switch=self.switch,
             halt=lambda reason: self.halt(reason, SUPERVISOR, automatic=True),
-            wake=self._wake.set,
+            wake=self._inbox.check_soon,
             journal=self._journal,
         )
 
@@ -154,7 +155,7 @@ class Supervisor:
             clock=clock,
             heartbeat_interval=cfg.heartbeat_interval,
             heartbeat_timeout=cfg.heartbeat_timeout,
-            on_death=self._wake.set,
+            on_death=self._child_died,
             on_restarted=self._restarted,
         )
         self._persistence = self.children.get("persistence")
@@ -174,7 +175,6 @@ class Supervisor:
             metrics=metrics,
             margin=margin,
         )
-        self.reconciler = self.recovery.reconciler
         self.control = TradingControl(
             kill_switch=self.kill_switch,
             orders=self.orders,
@@ -194,7 +194,7 @@ class Supervisor:
             repository=repository,
         )
         """The read-only view drills, benchmarks and tests use."""
-        self.fault_injection = EngineFaults(self.faults, self.inject)
+        self.fault_injection = EngineFaults(self.faults, self.children, self.orders)
 
     @property
     def total_restarts(self) -> int:
@@ -232,7 +232,7 @@ class Supervisor:
         report = self.recovery.reconcile(
             [r.execution_id for r in records],
             "at start",
-            present=lambda: self.reconciler.present(r for r in records if r.attempts),
+            present=lambda: self.recovery.reconciler.present(r for r in records if r.attempts),
         )
         self.last_recovery = report
         if report.examined:
@@ -247,15 +247,14 @@ class Supervisor:
             self.halt(identity_error, SUPERVISOR)
         elif report.failures:
             self.halt(f"reconciliation failed at start: {report.error()}", SUPERVISOR)
-        elif persisted is not None and persisted.state == TradingState.HALTED.value:
-            self.kill_switch.restore(TradingState.HALTED, persisted.reason)
-        elif persisted is not None and persisted.state == TradingState.REDUCING.value:
-            self.kill_switch.restore(TradingState.REDUCING, persisted.reason)
         else:
-            self.kill_switch.restore(TradingState.ACTIVE, "")
-        thread = threading.Thread(target=self._watch_loop, name="ee-supervisor", daemon=True)
-        thread.start()
-        self._threads.append(thread)
+            self.kill_switch.boot(persisted)
+        self._inbox.start(
+            watch_once=self._watch_once,
+            order_died=self._count_order_death,
+            scheduler=self._scheduler,
+            tick=self.config.tick,
+        )
         self.recovery.start()
         return report
 
@@ -264,7 +263,7 @@ class Supervisor:
     def broker_proxy(self) -> Any:
         """The current BrokerActor's proxy (OrderActors call this for every request)."""
         if not self._broker.alive():
-            self._wake.set()
+            self._inbox.check_soon()
         return self._broker.current_proxy()
 
     def persistence_ref(self) -> pykka.ActorRef[Any]:
@@ -273,7 +272,7 @@ class Supervisor:
         if ref is None:
             raise pykka.ActorDeadError("the persistence actor is not running")
         if not ref.is_alive():
-            self._wake.set()
+            self._inbox.check_soon()
         return ref
 
     def start_order(self, job: NewExecution, ctx: OrderContext) -> pykka.ActorRef[Any]:
@@ -315,16 +314,25 @@ class Supervisor:
         crash = not isinstance(exc, PersistenceError)
         level = logging.ERROR if crash else logging.WARNING
         log.log(level, "the OrderActor of %s died (%s: %r)", execution_id, how, exc)
-        self.orders.died(execution_id, crash=crash)
-        if crash and not is_own_failure(exc):
+        self.orders.died(execution_id, crash=crash)  # callers see it gone at once
+        death = OrderDied(execution_id, counts=crash and not is_own_failure(exc))
+        if not self._inbox.tell(death):
+            self._count_order_death(death)
+
+    def _child_died(self, name: str) -> None:
+        """From the dying child's thread, its death noted on the child: a pass soon."""
+        self._inbox.tell(ChildDied(name))
+
+    def _count_order_death(self, death: OrderDied) -> None:
+        """On the Supervisor's actor (or inline while it is not running)."""
+        if death.counts:
             self.window.record()
             if self._metrics is not None:
                 self._metrics.restarted("order")
-        self._wake.set()
         self.recovery.wake()
 
     def _restarted(self, child: Child, why: str) -> None:
-        """After a child's new incarnation started (on the watcher thread)."""
+        """After a child's new incarnation started (on the Supervisor's actor)."""
         if self._metrics is not None:
             self._metrics.restarted(child.name)
         self._journal("ACTOR_RESTARTED", {"actor": child.name, "why": why})
@@ -333,20 +341,12 @@ class Supervisor:
                 _tell(ref, Rewatch())  # the new broker knows no watched order
         self.recovery.wake()
 
-    # --- the watcher ----------------------------------------------------------------------
-
-    def _watch_loop(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait(self.config.tick)
-            self._wake.clear()
-            if self._stopping.is_set():
-                return
-            try:
-                self._watch_once()
-            except Exception:
-                log.exception("supervisor pass failed")
+    # --- the passes ----------------------------------------------------------------------
 
     def _watch_once(self) -> None:
+        """One supervision pass, on the Supervisor's actor."""
+        if self._stopping.is_set():
+            return
         self.children.check_all()
         if self.orders.sweep_dead():
             self.recovery.wake()
@@ -395,25 +395,15 @@ class Supervisor:
         return self.probe.health()
 
     def inject(self, target: str, kind: str = "crash", **options: Any) -> None:
-        """A drill's fault: `target` is "broker", "persistence" or an execution id; `kind`
-        is "crash" (a failing tell) or "hang" (see `InjectFault`)."""
-        if target in ("broker", "persistence"):
-            ref = self.children.get(target).ref
-        else:
-            ref = self.live_orders().get(target)
-        if ref is None:
-            raise ValueError(f"no live actor {target!r}")
-        ref.tell(InjectFault(kind, **options))
+        """A drill's fault (see `EngineFaults.inject`)."""
+        self.fault_injection.inject(target, kind, **options)
 
     # --- stop -----------------------------------------------------------------------------
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop watching, then the OrderActors, then the children in reverse order."""
         self._stopping.set()
-        self._wake.set()
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(timeout)
+        self._inbox.stop(timeout)
         self.recovery.stop(timeout)
         refs = list(self.live_orders().values())
         for ref in refs:

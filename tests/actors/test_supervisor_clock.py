@@ -1,10 +1,12 @@
 """Supervision on a ManualClock: the restart intensity counts within the injected clock's
-window, so a test decides how much time passes between restarts without sleeping; and no
-module of `actors` reads the time except through the injected `Clock`."""
+window, so a test decides how much time passes between restarts without sleeping; deaths
+reach the Supervisor's actor as messages, not on a timer; and no module of `actors` reads
+the time except through the injected `Clock`."""
 
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import pykka
 
 from actors._children import Children, ChildState, RestartWindow
 from actors._supervised import ChildHooks, FaultPlan
+from actors._supervisor_actor import SupervisorActor
 from actors.messages import Heartbeat
 from core.testing import ManualClock
 from tests.actors.conftest import EngineFactory
@@ -36,7 +39,7 @@ def _children(clock: ManualClock, intensity: int, period: float) -> Children:
         clock=clock,
         heartbeat_interval=0.5,
         heartbeat_timeout=5.0,
-        on_death=lambda: None,
+        on_death=lambda name: None,
         on_restarted=lambda child, why: None,
     )
 
@@ -126,3 +129,16 @@ def test_actors_read_the_time_only_through_the_injected_clock() -> None:
         if direct.search(line)
     ]
     assert not found, found
+
+
+def test_the_supervisor_is_an_actor_told_of_each_death(make_engine: EngineFactory) -> None:
+    clock = ManualClock()
+    engine = make_engine(clock=clock)
+    assert len(pykka.ActorRegistry.get_by_class(SupervisorActor)) == 1
+    assert "ee-supervisor" not in {thread.name for thread in threading.enumerate()}
+
+    engine.faults.inject("broker", "crash")
+
+    # The engine's clock never moves, so no scheduled tick runs: the death was a message.
+    eventually(lambda: engine.probe.restarts == 1 and engine.probe.children_alive())
+    assert engine.health()["actors"]["broker"]["state"] == "alive"
