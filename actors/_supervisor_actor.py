@@ -52,6 +52,8 @@ class Tick:
 class SupervisorActor(pykka.ThreadingActor):
     """Runs `watch_once` for every message, after `order_died` for an `OrderDied`."""
 
+    use_daemon_thread = True  # as the watcher thread it replaces: never holds up an exit
+
     def __init__(
         self,
         *,
