@@ -17,6 +17,7 @@ COPY storage ./storage
 COPY actors ./actors
 COPY api ./api
 COPY bench ./bench
+COPY drills ./drills
 RUN python -m pip install .
 
 # The SQLite file (the default store) lives in the working directory: a volume the engine

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from actors.metrics import EngineMetrics
 from core.clock import Clock, utc_micros
+from core.settings import Settings
 from storage.checkpoint import (
     Checkpoint,
     CheckpointFormatError,
@@ -125,6 +126,23 @@ def journal_tail_problem(engine: Engine, path: Path | None, key: AuditKey | None
     return None
 
 
+def audit_from_settings(
+    settings: Settings, clock: Clock, metrics: EngineMetrics | None
+) -> tuple[AuditKey | None, AuditCheckpointer]:
+    """The chain's key (EE_AUDIT_KEY) and the checkpointer of the journal's head."""
+    secret = settings.audit_key_secret()
+    key = AuditKey(secret) if secret is not None else None
+    path = settings.audit_checkpoint_file
+    checkpoints = AuditCheckpointer(
+        key=key,
+        interval=settings.audit_checkpoint_seconds,
+        clock=clock,
+        file=Path(path) if path is not None else None,
+        metrics=metrics,
+    )
+    return key, checkpoints
+
+
 def _append(path: Path, line: str) -> None:
     # Synced: a checkpoint the process reported must survive a crash of the machine.
     with path.open("a", encoding="utf-8") as file:
@@ -133,4 +151,4 @@ def _append(path: Path, line: str) -> None:
         os.fsync(file.fileno())
 
 
-__all__ = ["AuditCheckpointer", "journal_tail_problem"]
+__all__ = ["AuditCheckpointer", "audit_from_settings", "journal_tail_problem"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import pykka
 
 from actors._supervised import ChildHooks, FaultPlan
 from actors.messages import Heartbeat
+from core.clock import Clock
 from core.errors import ActorUnavailableError
 
 log = logging.getLogger(__name__)
@@ -34,18 +34,20 @@ class ChildState(StrEnum):
 
 
 class RestartWindow:
-    """OTP restart intensity: more than `intensity` restarts within `period` seconds."""
+    """OTP restart intensity: more than `intensity` restarts within `period` seconds of
+    the injected clock's monotonic time."""
 
-    def __init__(self, intensity: int, period: float) -> None:
+    def __init__(self, intensity: int, period: float, clock: Clock) -> None:
         self.intensity = intensity
         self.period = period
+        self._clock = clock
         self._times: deque[float] = deque()
         self._lock = threading.Lock()
 
     def record(self) -> int:
         """Count one restart now; returns the restarts inside the window."""
         with self._lock:
-            self._times.append(time.monotonic())
+            self._times.append(self._clock.monotonic())
             return self._prune()
 
     def count(self) -> int:
@@ -60,7 +62,7 @@ class RestartWindow:
             self._times.clear()
 
     def _prune(self) -> int:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         while self._times and now - self._times[0] > self.period:
             self._times.popleft()
         return len(self._times)
@@ -107,14 +109,16 @@ class Children:
         *,
         faults: FaultPlan,
         window: RestartWindow,
+        clock: Clock,
         heartbeat_interval: float,
         heartbeat_timeout: float,
-        on_death: Callable[[], None],
+        on_death: Callable[[str], None],
         on_restarted: Callable[[Child, str], None],
     ) -> None:
         self._children = [Child(name, spawn) for name, spawn in specs]
         self._faults = faults
         self._window = window
+        self._clock = clock
         self._interval = heartbeat_interval
         self._timeout = heartbeat_timeout
         self._on_death = on_death
@@ -178,7 +182,7 @@ class Children:
         child.death = None
         child.heartbeat = None
         child.proxy = None
-        child.next_heartbeat = time.monotonic() + self._interval
+        child.next_heartbeat = self._clock.monotonic() + self._interval
         child.ref = child.spawn(hooks)
         child.state = ChildState.ALIVE
 
@@ -187,7 +191,7 @@ class Children:
         for child in self._children:
             if child.hooks is hooks:
                 child.death = f"{how}: {type(exc).__name__}: {exc}"
-        self._on_death()
+        self._on_death(hooks.name)
 
     def _count(self, child: Child, why: str) -> bool:
         """Record one restart of `child`; False (and the child DEAD) past the intensity."""
@@ -216,7 +220,7 @@ class Children:
         if child.death is not None or ref is None or not ref.is_alive():
             self._restart(child, child.death or "found dead (its reference is no longer alive)")
             return
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if child.heartbeat is None:
             if now >= child.next_heartbeat:
                 child.heartbeat = ref.ask(Heartbeat(), block=False)

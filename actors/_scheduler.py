@@ -11,7 +11,6 @@ import contextlib
 import heapq
 import itertools
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +43,7 @@ class Handle:
 class Scheduler:
     """Delivers `tell`s after a delay. Dead targets are skipped silently: the actor is gone."""
 
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, monotonic: Callable[[], float]) -> None:
         self._monotonic = monotonic
         self._heap: list[_Entry] = []
         self._seq = itertools.count()

@@ -15,7 +15,6 @@ answers) is served in between. An in-process terminal fails in microseconds: no 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 UNREACHABLE = "unreachable"
@@ -34,7 +33,7 @@ def describe_terminal(terminal: object) -> str:
 class TerminalWatch:
     """The state of one BrokerActor's link to the terminal (see the module docstring)."""
 
-    def __init__(self, where: str, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, where: str, monotonic: Callable[[], float]) -> None:
         self.where = where
         self._monotonic = monotonic
         self._call: tuple[str, float] | None = None

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections import deque
@@ -38,6 +37,9 @@ from core.models import TradingStateRecord
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
+
+_STOP_POLL = 0.02
+"""Seconds between looks at the queue while `stop` lets it drain."""
 
 QUEUE_SIZE = 100
 """Messages waiting per URL; a full queue drops its oldest."""
@@ -199,9 +201,10 @@ class Alerts:
     def stop(self, timeout: float = 1.0) -> None:
         """Stop delivering, after at most `timeout` seconds for what is queued (a halt
         just before shutdown still goes out; a hanging webhook delays shutdown no more)."""
-        deadline = time.monotonic() + timeout  # real time, whatever clock is injected
-        while self._started and not self.idle() and time.monotonic() < deadline:
-            if self.stopping.wait(0.02):
+        # Counted in real waits, not read from the injected clock: a manual clock that
+        # never moves must not keep shutdown waiting.
+        for _ in range(max(1, round(timeout / _STOP_POLL))):
+            if not self._started or self.idle() or self.stopping.wait(_STOP_POLL):
                 break
         self.stopping.set()
         for sender in self._senders:

@@ -27,9 +27,9 @@ from actors._failures import TerminalClosedError
 from actors._reply import FastInbox, Reply
 from actors._scheduler import Handle, Scheduler
 from actors._send_ledger import SendLedger
-from actors._shared import TradingSwitch
 from actors._terminal_identity import IdentityGuard, identity_of
 from actors._terminal_watch import TerminalWatch, describe_terminal
+from actors.kill_switch import TradingSwitch
 from actors.messages import (
     Deal,
     FillUpdate,
@@ -178,7 +178,11 @@ class BrokerActor(FastInbox):
         self._identity = identity
         self._last_ticket: int | None = None
         """The last order ticket the terminal gave us: a remade link must still know it."""
-        self._watch = watch if watch is not None else TerminalWatch(describe_terminal(terminal))
+        self._watch = (
+            watch
+            if watch is not None
+            else TerminalWatch(describe_terminal(terminal), clock.monotonic)
+        )
         self._watch.set_drain(self.answer_unstarted)
         self._line_lock = threading.Lock()
         """Guards `_sends` and `_closed`: other threads answer unstarted sends too."""
@@ -193,7 +197,6 @@ class BrokerActor(FastInbox):
         self._clock = clock
         self._scheduler = scheduler
         self._connected = False
-        self._halted = False
         self._specs: dict[str, SymbolSpec] = {}
         self._ticks: WindowCache[str, Any] = WindowCache(config.tick_window, clock.monotonic)
         self._tick_ages = TickAges(clock.monotonic)
@@ -262,7 +265,7 @@ class BrokerActor(FastInbox):
         if self._config.server is not None:
             kwargs["server"] = self._config.server
         args = (self._config.path,) if self._config.path else ()
-        started = time.monotonic()
+        started = self._clock.monotonic()
         cause = ""
         try:
             ok = bool(self._call_raw("initialize", *args, **kwargs))
@@ -288,7 +291,7 @@ class BrokerActor(FastInbox):
                 self._pending_error = error  # still the caller's to read
                 cause = f"initialize failed: {error}"
             log.warning("%s: %s", self._watch.where, cause)
-            took = time.monotonic() - started
+            took = self._clock.monotonic() - started
             if self._identity is not None and cause == self._identity.mismatch:
                 took = max(took, 1.0)  # a refused terminal is checked again once a second
             self._watch.link_failed(cause, took)
@@ -587,13 +590,6 @@ class BrokerActor(FastInbox):
         spec, _ = self._spec(symbol)
         return spec
 
-    def set_halted(self, halted: bool) -> None:
-        """After this returns, no `order_send` for a new position starts (the kill switch)."""
-        self._halted = halted
-
-    def is_halted(self) -> bool:
-        return self._halted
-
     def place_order(
         self,
         request: ExecutionRequest,
@@ -606,7 +602,7 @@ class BrokerActor(FastInbox):
         at that moment is not sent (a clean RETRY with nothing sent), so an order queued
         behind a long line of sends never goes out after its own timeout.
         """
-        if self._halted or (self._switch is not None and self._switch.halted):
+        if self._switch is not None and self._switch.halted:
             return SendOutcome(klass=RetcodeClass.FINAL, retcode=None, halted=True)
         if self._closed:
             return not_sent(self._closed)
@@ -1044,7 +1040,7 @@ class BrokerActor(FastInbox):
         return {
             "connected": bool(self._connected and terminal is not None and terminal.connected),
             "terminal": self._watch.stall_text(),
-            "halted": self._halted,
+            "halted": self._switch is not None and self._switch.halted,
             "watched_orders": len(self._watches),
             "reconnects": self.reconnects,
             "calls": dict(self.calls),

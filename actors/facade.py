@@ -128,6 +128,10 @@ class ExecutionFacade:
             margin=self.margin,
         )
         self.switch = self.supervisor.switch
+        self.probe = self.supervisor.probe
+        """A read-only view of supervision (restarts, in flight, orphans, health)."""
+        self.faults = self.supervisor.fault_injection
+        """Drills' faults (armed for the next incarnation, or told to a live actor)."""
         self._order_config = self._make_order_config()
         self._order_pool = (
             Dispatcher("OrderActor", settings.order_threads) if settings.order_threads else None

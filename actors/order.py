@@ -29,9 +29,10 @@ from actors._legs import (
 from actors._reply import FastInbox, Reply
 from actors._scheduler import Handle, Scheduler
 from actors._send_ledger import AbsenceClock
-from actors._shared import MarginBook, TradingSwitch
+from actors._shared import MarginBook
 from actors._threads import ReusedThreads
 from actors.broker import SendRequest
+from actors.kill_switch import TradingSwitch
 from actors.messages import (
     Advance,
     Cancel,

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -192,7 +191,7 @@ class Reconciler:
         `present` (from `present`): the client ids the terminal has orders for; an execution
         without a ticket whose client id is not among them skips its own lookup this time.
         """
-        started = time.monotonic()
+        started = self._clock.monotonic()
         report = RecoveryReport()
         claimed = self._claimed_tickets()
         pending: deque[str] = deque(dict.fromkeys(execution_ids))
@@ -209,7 +208,7 @@ class Reconciler:
                     seen.add(execution_id)
                     report.examined += 1
                 due = self._due.get(execution_id)
-                if due is not None and due[1] > time.monotonic():
+                if due is not None and due[1] > self._clock.monotonic():
                     waiting.append(execution_id)  # looked up a moment ago: back-off
                     continue
                 try:
@@ -223,7 +222,7 @@ class Reconciler:
                     self._wait(record)
                 else:
                     report.resolved[execution_id] = final.status.value
-            if not waiting or not wait or time.monotonic() >= deadline:
+            if not waiting or not wait or self._clock.monotonic() >= deadline:
                 report.waiting = waiting
                 break
             if stop is not None and stop.wait(self._config.recheck_interval):
@@ -232,7 +231,7 @@ class Reconciler:
             if stop is None:
                 threading.Event().wait(self._config.recheck_interval)
             pending.extend(waiting)
-        report.seconds = time.monotonic() - started
+        report.seconds = self._clock.monotonic() - started
         return report
 
     def _wait(self, record: ExecutionLog) -> None:
@@ -240,7 +239,7 @@ class Reconciler:
         execution_id = record.execution_id
         looks = self._due.get(execution_id, (0, 0.0))[0] + 1
         delay = reconcile_backoff(looks, self._config.look_interval, self._config.look_backoff_cap)
-        self._due[execution_id] = (looks, time.monotonic() + delay)
+        self._due[execution_id] = (looks, self._clock.monotonic() + delay)
         if self._on_unknown is not None:
             self._on_unknown(execution_id, True)
         if self._margin is None or execution_id in self._held or not record.intended_lots:
@@ -358,7 +357,7 @@ class Reconciler:
         # A previous run's send: the process that sent it is gone, so nothing of it is
         # still on its way from this engine; the window covers the terminal's own work.
         waited, fenced = clock.measure(
-            trace, time.monotonic(), sender_gone=record.updated_at < self._started
+            trace, self._clock.monotonic(), sender_gone=record.updated_at < self._started
         )
         if not absence_proven(
             trace.fate, waited=waited, window=self._config.reconcile_window, fenced=fenced

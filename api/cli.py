@@ -180,9 +180,9 @@ def _add_serve(sub: Any) -> None:
 
 
 def _cmd_drill(args: argparse.Namespace) -> int:
-    from actors.drills import run_drill
     from core.errors import ConfigurationError
     from core.settings import load_settings
+    from drills import run_drill
 
     terminal = load_settings().terminal
     if terminal != "simulated":
@@ -217,7 +217,7 @@ class _WholeNames(argparse.HelpFormatter):
 
 
 def _add_drill(sub: Any) -> None:
-    from actors.drills import DRILL_NAMES
+    from drills import DRILL_NAMES
 
     drill = sub.add_parser(
         "drill",

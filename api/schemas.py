@@ -143,7 +143,7 @@ class HealthOut(BaseModel):
 
 
 class DrillReport(BaseModel):
-    """A failover drill's verdict (the fields `actors.drills` documents, kept as given)."""
+    """A failover drill's verdict (the fields `drills` documents, kept as given)."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -38,8 +38,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from actors.drills._harness import trade
-from actors.drills.engine_kill import ChildProcess, child_env, simulator_server, terminal_orders
 from bench._common import (
     DATABASES,
     DEFAULT_POSTGRES_ADMIN_URL,
@@ -50,6 +48,8 @@ from bench._common import (
 )
 from bench._http import FINAL, TRANSPORT_ERRORS, Api, Load
 from core.errors import ExecutionEngineError
+from drills._harness import trade
+from drills.engine_kill import ChildProcess, child_env, simulator_server, terminal_orders
 
 START_TIMEOUT = 120.0
 """How long an engine may take to answer /health (or a probe to fill) before the round fails."""

@@ -14,19 +14,19 @@ import anyio
 from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy.engine import make_url
 
-from actors.drills import DRILL_NAMES
 from actors.facade import ExecutionFacade
 from api.blocking import run_blocking
 from api.deps import AdminDep, FacadeDep
 from api.errors import DrillNotAllowedError, ErrorBody
 from api.schemas import DrillReport
 from core.errors import ConfigurationError
+from drills import DRILL_NAMES, run_drill_beside
 from terminals.simulated import SimulatedTerminal
 
 router = APIRouter(tags=["drills"])
 
 Drill = StrEnum("Drill", {name.upper().replace("-", "_"): name for name in DRILL_NAMES})  # type: ignore[misc]
-"""The drills `actors.drills` knows, as the path parameter's enum."""
+"""The drills `drills` knows, as the path parameter's enum."""
 
 MAX_DRILL_EXECUTIONS = 1000
 
@@ -60,7 +60,8 @@ async def run_drill(
     async with _one_at_a_time(request):
         try:
             report = await run_blocking(
-                facade.supervisor.drill,
+                run_drill_beside,
+                facade.terminal,
                 str(name.value),
                 executions=executions,
                 seed=seed,

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from actors.alerts import QUEUE_SIZE, AlertConfig, Alerts
-from actors.drills._harness import DatabaseOutage
 from actors.metrics import EngineMetrics
 from api.auth import token_identity
 from core.clock import SystemClock
 from core.enums import ExecutionStatus
 from core.errors import PersistenceUnavailableError
+from drills._harness import DatabaseOutage
 from terminals.simulated import SimulatedTerminal
 from tests.actors._webhook import Receiver, receiving
 from tests.actors.conftest import EngineFactory, rpm

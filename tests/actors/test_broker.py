@@ -20,6 +20,7 @@ import pytest
 
 from actors._scheduler import Scheduler
 from actors.broker import BrokerActor, BrokerConfig, SendRequest
+from actors.kill_switch import TradingSwitch
 from actors.messages import FillUpdate, OrderFinding, Preflight, SendOutcome
 from core.clock import Clock, SystemClock
 from core.enums import ExecutionStatus, RetcodeClass
@@ -335,10 +336,16 @@ def test_an_exception_from_the_terminal_during_a_send_is_ambiguous(
     assert len(fake.sent) == 1
 
 
-def test_a_halted_broker_sends_nothing(broker: Broker, sim: SimulatedTerminal) -> None:
-    broker.set_halted(True).get(timeout=TIMEOUT)
-
-    outcome = place(broker)
+def test_a_halted_broker_sends_nothing(
+    clock: ManualClock, scheduler: Scheduler, sim: SimulatedTerminal
+) -> None:
+    switch = TradingSwitch()
+    switch.set(True, "stop")
+    ref = BrokerActor.start(sim, BrokerConfig(poll_interval=0.01), clock, scheduler, switch=switch)
+    try:
+        outcome = place(ref.proxy())
+    finally:
+        ref.stop(timeout=TIMEOUT)
 
     assert outcome.halted
     assert not outcome.sent

@@ -9,11 +9,11 @@ from typing import Any
 import pykka
 import pytest
 
-from actors._shared import TradingSwitch
-from actors.drills._harness import DatabaseOutage
+from actors.kill_switch import TradingSwitch
 from core.enums import ExecutionStatus, RejectionReason
 from core.errors import PersistenceUnavailableError, ReconciliationError
 from core.models import ExecutionRequest
+from drills._harness import DatabaseOutage
 from terminals.simulated import SimulatedTerminal
 from tests.actors.conftest import EngineFactory, rpm
 from tests.helpers import eventually

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from actors._shared import TradingSwitch
 from actors.facade import ExecutionFacade
+from actors.kill_switch import TradingSwitch
 from core.enums import ExecutionStatus, TradingState
 from core.errors import TradingHaltedError
 from terminals.simulated import SimulatedTerminal

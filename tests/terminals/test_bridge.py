@@ -314,7 +314,7 @@ def test_a_call_on_a_frozen_terminal_fails_within_the_timeout(serve: Serve) -> N
 
 def test_broker_over_the_bridge_places_one_order_end_to_end(serve: Serve) -> None:
     _, bridge = serve()
-    scheduler = Scheduler()
+    scheduler = Scheduler(SystemClock().monotonic)
     ref = BrokerActor.start(bridge, BrokerConfig(), SystemClock(), scheduler)
     try:
         broker = ref.proxy()

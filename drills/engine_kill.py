@@ -2,7 +2,7 @@
 
 `execution-engine simulator serve` plays the terminal in a process of its own, so that
 it lives on when the engine dies, as a real terminal would. An engine process
-(`actors.drills._engine_proc`, `EE_TERMINAL=rpyc`, PostgreSQL) sends the burst and is
+(`drills._engine_proc`, `EE_TERMINAL=rpyc`, PostgreSQL) sends the burst and is
 SIGKILLed after a seeded number of confirmations; a fresh engine on the same database
 then runs startup recovery and resubmits the burst (the same decision ids, as an RPM
 that got no answer would). Finally the terminal's orders with the drill's magic, read
@@ -28,7 +28,9 @@ from typing import IO, Any
 
 from sqlalchemy.engine import make_url
 
-from actors.drills._harness import (
+from core.errors import ConfigurationError, ExecutionEngineError
+from core.settings import load_settings
+from drills._harness import (
     Progress,
     audit_ok,
     decision_prefix,
@@ -37,8 +39,6 @@ from actors.drills._harness import (
     scratch_store,
     verdict,
 )
-from core.errors import ConfigurationError, ExecutionEngineError
-from core.settings import load_settings
 from storage.db import create_db_engine
 
 _READY_TIMEOUT = 60.0
@@ -185,7 +185,7 @@ def run_engine_kill(
             "EE_MAGIC": str(magic),
         })  # fmt: skip
         command = [
-            sys.executable, "-m", "actors.drills._engine_proc", "--executions", str(executions),
+            sys.executable, "-m", "drills._engine_proc", "--executions", str(executions),
             "--run", rid, "--seed", str(seed), "--concurrency", str(concurrency),
         ]  # fmt: skip
         progress(f"engine-kill: engine 1 sends {executions}; SIGKILL after {kill_after} answers")

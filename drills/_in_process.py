@@ -9,7 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.drills._harness import (
+from actors.facade import ExecutionFacade, create_execution_engine
+from actors.probe import EngineFaults, EngineProbe
+from core.errors import ExecutionEngineError
+from drills._harness import (
     DatabaseOutage,
     Progress,
     audit_ok,
@@ -24,8 +27,6 @@ from actors.drills._harness import (
     verdict,
     wait_until,
 )
-from actors.facade import ExecutionFacade, create_execution_engine
-from core.errors import ExecutionEngineError
 from terminals.simulated import SimulatedTerminal
 
 _RECOVERY_TIMEOUT = 60.0
@@ -49,8 +50,12 @@ class _Run:
     checks: dict[str, bool] = field(default_factory=dict)
 
     @property
-    def supervisor(self) -> Any:
-        return self.engine.supervisor
+    def probe(self) -> EngineProbe:
+        return self.engine.probe
+
+    @property
+    def faults(self) -> EngineFaults:
+        return self.engine.faults
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +65,7 @@ class _Drill:
     recover: Callable[[_Run], None] = lambda run: _resume(run)
     """After the burst: clear the fault and bring trading back (as an operator would)."""
     prepare: Callable[[_Run], None] = lambda run: None
-    recovered: Callable[[_Run], bool] = lambda run: run.supervisor.recovered()
+    recovered: Callable[[_Run], bool] = lambda run: run.probe.recovered()
     """True once the engine is whole again after the fault (polled from the fault on)."""
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -69,53 +74,51 @@ class _Drill:
 
 
 def _restarts_after(run: _Run, before: int, what: str) -> None:
-    sup = run.supervisor
-    wait_until(lambda: sup.total_restarts > before and sup.children.alive(), 10.0, what)
+    probe = run.probe
+    wait_until(lambda: probe.restarts > before and probe.children_alive(), 10.0, what)
 
 
 def _broker_crash(run: _Run) -> None:
-    sup = run.supervisor
-    before = sup.total_restarts
-    sup.faults.crash_after_sends(1)  # dies while an order_send is in flight
+    before = run.probe.restarts
+    run.faults.crash_after_sends(1)  # dies while an order_send is in flight
     _restarts_after(run, before, "the broker was restarted after dying mid-send")
-    sup.inject("broker", "crash")  # a told message that fails: on_failure
+    run.faults.inject("broker", "crash")  # a told message that fails: on_failure
     _restarts_after(run, before + 1, "the broker was restarted after a failed tell")
-    run.extra["broker_restarts"] = sup.total_restarts - before
+    run.extra["broker_restarts"] = run.probe.restarts - before
 
 
 def _persistence_crash(run: _Run) -> None:
-    sup = run.supervisor
-    before = sup.total_restarts
-    sup.inject("persistence", "crash")
+    before = run.probe.restarts
+    run.faults.inject("persistence", "crash")
     _restarts_after(run, before, "the persistence actor was restarted")
-    run.extra["persistence_restarts"] = sup.total_restarts - before
+    run.extra["persistence_restarts"] = run.probe.restarts - before
 
 
 def _order_actor_crash(run: _Run) -> None:
     # Three orders stay PLACED (working, never filling); their OrderActors die while they
     # watch them, so recovery must find the orders open and remove them.
-    sup = run.supervisor
+    probe = run.probe
     run.sim.inject("placed", times=3, fill_after_polls=-1)
 
     def watching() -> list[str]:
-        statuses = read_store(sup.db, decision_prefix(run.rid)).by_execution
-        return [e for e, s in statuses.items() if s == "SUBMITTED" and sup.is_live(e)]
+        statuses = read_store(probe.db, decision_prefix(run.rid)).by_execution
+        return [e for e, s in statuses.items() if s == "SUBMITTED" and probe.is_live(e)]
 
     wait_until(lambda: len(watching()) >= 3, 10.0, "three orders working at the terminal")
-    before = sup.order_crashes
+    before = probe.order_crashes
     victims = watching()[:3]
     run.fault_at = time.monotonic()  # the fault proper starts now
     for execution_id in victims:
-        sup.inject(execution_id, "crash")
-    wait_until(lambda: sup.order_crashes >= before + len(victims), 10.0, "the OrderActors died")
+        run.faults.inject(execution_id, "crash")
+    wait_until(lambda: probe.order_crashes >= before + len(victims), 10.0, "the OrderActors died")
     run.extra["crashed_order_actors"] = len(victims)
 
 
 def _terminal_disconnect(run: _Run) -> None:
     run.sim.set_connected(False)
-    wait_until(lambda: run.engine.switch.halted, 10.0, "the supervisor halted trading")
-    run.extra["halted_reason"] = run.engine.switch.reason
-    run.checks["halted_by_supervisor"] = "disconnected" in run.engine.switch.reason
+    wait_until(lambda: run.probe.halted, 10.0, "the supervisor halted trading")
+    run.extra["halted_reason"] = run.probe.reason
+    run.checks["halted_by_supervisor"] = "disconnected" in run.probe.reason
     run.sim.set_connected(True)
 
 
@@ -129,18 +132,18 @@ def _ambiguous_submits(run: _Run) -> None:
 
 def _ambiguity_resolved(run: _Run) -> bool:
     """Every injected fault was met and no execution of the run is left SUBMITTING/UNKNOWN."""
-    if not run.supervisor.recovered() or run.sim.pending_faults():
+    if not run.probe.recovered() or run.sim.pending_faults():
         return False
-    statuses = read_store(run.supervisor.db, decision_prefix(run.rid)).statuses.values()
+    statuses = read_store(run.probe.db, decision_prefix(run.rid)).statuses.values()
     return not any(s in ("SUBMITTING", "UNKNOWN") for s in statuses)
 
 
 def _database_outage(run: _Run) -> None:
     run.outage.start()
     try:
-        wait_until(lambda: run.engine.switch.halted, 10.0, "trading halted on journal failures")
-        run.extra["halted_reason"] = run.engine.switch.reason
-        run.checks["halted_by_supervisor"] = "journal" in run.engine.switch.reason
+        wait_until(lambda: run.probe.halted, 10.0, "trading halted on journal failures")
+        run.extra["halted_reason"] = run.probe.reason
+        run.checks["halted_by_supervisor"] = "journal" in run.probe.reason
         threading.Event().wait(0.2)  # the store stays away a little longer
     finally:
         run.outage.stop()
@@ -181,7 +184,7 @@ def _resume(run: _Run) -> None:
     engine = run.engine
 
     def attempt() -> bool:
-        if not engine.switch.halted:
+        if not engine.probe.halted:
             return True
         try:
             engine.resume(by=_DRILLER, reason=f"drill {run.name}: recovered")
@@ -219,7 +222,7 @@ def run_in_process(
         engine = create_execution_engine(
             terminal=sim, database_url=url, settings=drill_settings(magic, **spec.settings)
         )
-        outage = DatabaseOutage(url, engine.supervisor.db)
+        outage = DatabaseOutage(url, engine.probe.db)
         run = _Run(name, executions, seed, progress, sim, engine, outage, rid)
         try:
             return _drive(run, spec, rid)
@@ -256,7 +259,7 @@ def _drive(run: _Run, spec: _Drill, rid: str) -> dict[str, Any]:
     if monitor.ident is not None:
         monitor.join(5.0)
     run.finished.set()
-    store = read_store(run.supervisor.db, decision_prefix(rid))
+    store = read_store(run.probe.db, decision_prefix(rid))
     magic = run.engine.settings.magic
     orders = run.sim.orders_for_magic(magic)
     started = run.fault_at or time.monotonic()
@@ -264,11 +267,11 @@ def _drive(run: _Run, spec: _Drill, rid: str) -> dict[str, Any]:
     run.extra.update(
         {
             "ambiguous_sends": executions_with_event(
-                run.supervisor.db, decision_prefix(rid), "SEND_AMBIGUOUS"
+                run.probe.db, decision_prefix(rid), "SEND_AMBIGUOUS"
             ),
             "caller_errors": len(result.errors),
-            "restarts": run.supervisor.total_restarts,
-            "order_actor_crashes": run.supervisor.order_crashes,
+            "restarts": run.probe.restarts,
+            "order_actor_crashes": run.probe.order_crashes,
             "terminal_orders": len(orders),
             "magic": magic,
         }
@@ -278,7 +281,7 @@ def _drive(run: _Run, spec: _Drill, rid: str) -> dict[str, Any]:
         executions=run.executions,
         store=store,
         orders=orders,
-        audit=audit_ok(run.supervisor.db, decision_prefix(rid)),
+        audit=audit_ok(run.probe.db, decision_prefix(rid)),
         recovery_seconds=max(recovered - started, 0.0),
         extra=run.extra,
         checks=run.checks,
@@ -304,7 +307,7 @@ def _watch_recovery(run: _Run, spec: _Drill) -> None:
 def _resubmit_unstored(run: _Run, messages: list[dict[str, Any]], rid: str) -> None:
     """Decisions the engine refused outright (the store was away) are sent again, as the
     RPM would: the same decision ids, so nothing already stored is executed twice."""
-    stored = read_store(run.supervisor.db, decision_prefix(rid)).statuses
+    stored = read_store(run.probe.db, decision_prefix(rid)).statuses
     missing = [m for m in messages if m["decision"]["decision_id"] not in stored]
     if missing:
         run.progress(f"resubmitting {len(missing)} decisions the engine never stored")
@@ -317,9 +320,9 @@ def _wait_all_final(run: _Run, rid: str) -> None:
     prefix = decision_prefix(rid)
 
     def settled() -> bool:
-        if run.engine.in_flight() or run.supervisor.orphans():
+        if run.engine.in_flight() or run.probe.orphans():
             return False
-        statuses = read_store(run.supervisor.db, prefix).statuses.values()
+        statuses = read_store(run.probe.db, prefix).statuses.values()
         return all(s in ("FILLED", "PARTIALLY_FILLED", "REJECTED", "EXPIRED") for s in statuses)
 
     try:

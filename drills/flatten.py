@@ -15,7 +15,9 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
-from actors.drills._harness import (
+from actors.facade import ExecutionFacade, create_execution_engine
+from core.errors import ExecutionEngineError
+from drills._harness import (
     SYMBOLS,
     Progress,
     StoreView,
@@ -30,8 +32,6 @@ from actors.drills._harness import (
     verdict,
     wait_until,
 )
-from actors.facade import ExecutionFacade, create_execution_engine
-from core.errors import ExecutionEngineError
 from terminals.simulated import SimulatedTerminal
 
 NAME = "flatten-under-faults"
@@ -81,7 +81,7 @@ def _drive(
     rid: str,
     progress: Progress,
 ) -> dict[str, Any]:
-    sup = engine.supervisor
+    probe = engine.probe
     magic = engine.settings.magic
     progress(f"{NAME}: opening {executions} positions on {', '.join(SYMBOLS)}")
     messages = [_opening(rid, i, seed) for i in range(executions)]
@@ -95,15 +95,17 @@ def _drive(
     sim.inject("timeout_executed", times=third)
     sim.inject("timeout_not_executed", times=third)
     sim.inject("none_executed", times=1)
-    restarts = sup.total_restarts
-    sup.faults.crash_after_sends(2)
+    restarts = probe.restarts
+    engine.faults.crash_after_sends(2)
     fault_at = time.monotonic()
     progress(f"flattening {len(opened)} positions under faults")
     first = _flatten(engine, "drill: flatten under faults")
 
     progress("recovering")
     wait_until(
-        lambda: sup.children.alive() and not sup.orphans() and not engine.repository.non_final(),
+        lambda: (
+            probe.children_alive() and not probe.orphans() and not engine.repository.non_final()
+        ),
         _TIMEOUT,
         "every close settled and the broker back",
         pause=0.05,
@@ -116,8 +118,8 @@ def _drive(
     third_report = _flatten(engine, "drill: a flat book sends nothing")
 
     left = _owned(sim, magic)
-    opens = read_store(sup.db, decision_prefix(rid))
-    closes = read_store(sup.db, _CLOSES)
+    opens = read_store(probe.db, decision_prefix(rid))
+    closes = read_store(probe.db, _CLOSES)
     orders = sim.orders_for_magic(magic)
     closed_twice = _closed_twice(sim, {p.ticket for p in opened})
     store = replace(
@@ -130,7 +132,7 @@ def _drive(
         "no_position_left": not left,
         "no_position_closed_twice": not closed_twice,
         "closes_all_final": _all_final(closes),
-        "broker_killed_and_restarted": sup.total_restarts > restarts,
+        "broker_killed_and_restarted": probe.restarts > restarts,
         "no_fault_left_unused": not sim.pending_faults(),
         "flat_book_sent_nothing": third_report.get("executions") == [],
     }
@@ -139,14 +141,14 @@ def _drive(
         executions=executions,
         store=store,
         orders=orders,
-        audit=audit_ok(sup.db, ""),
+        audit=audit_ok(probe.db, ""),
         recovery_seconds=max(recovered_at - fault_at, 0.0),
         extra={
             "positions_opened": len(opened),
             "symbols": symbols,
             "close_statuses": dict(sorted(Counter(closes.statuses.values()).items())),
             "closed_twice": sorted(closed_twice),
-            "restarts": sup.total_restarts - restarts,
+            "restarts": probe.restarts - restarts,
             "first_flatten": _summary(first),
             "second_flatten": _summary(second),
             "third_flatten": _summary(third_report),
@@ -168,7 +170,7 @@ def _flatten(engine: ExecutionFacade, reason: str) -> dict[str, Any]:
 
 def _resume(engine: ExecutionFacade) -> None:
     def attempt() -> bool:
-        if not engine.switch.halted:
+        if not engine.probe.halted:
             return True
         try:
             engine.resume(by=_DRILLER, reason=f"drill {NAME}: recovered")

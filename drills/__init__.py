@@ -59,16 +59,36 @@ def run_drill(
         raise ConfigurationError("a drill needs at least 2 executions")
     say = progress or (lambda _: None)
     if name == "flatten-under-faults":
-        from actors.drills.flatten import run_flatten_under_faults
+        from drills.flatten import run_flatten_under_faults
 
         return run_flatten_under_faults(executions, seed, database_url, say)
     if name == "engine-kill":
-        from actors.drills.engine_kill import run_engine_kill
+        from drills.engine_kill import run_engine_kill
 
         return run_engine_kill(executions, seed, database_url, say)
-    from actors.drills._in_process import run_in_process
+    from drills._in_process import run_in_process
 
     return run_in_process(name, executions, seed, database_url, say)
 
 
-__all__ = ["DRILL_NAMES", "run_drill"]
+def run_drill_beside(
+    terminal: object,
+    name: str,
+    executions: int = 200,
+    seed: int = 0,
+    database_url: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run drill `name` for an engine whose terminal is `terminal`, in a scratch engine of
+    its own (that engine is not touched). Refused (`ConfigurationError`) unless `terminal`
+    is the simulated one: drills never run beside a real terminal."""
+    from terminals.simulated import SimulatedTerminal
+
+    if not isinstance(terminal, SimulatedTerminal):
+        raise ConfigurationError("drills run only where the terminal is the simulated one")
+    return run_drill(
+        name, executions=executions, seed=seed, database_url=database_url, progress=progress
+    )
+
+
+__all__ = ["DRILL_NAMES", "run_drill", "run_drill_beside"]

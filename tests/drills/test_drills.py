@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from actors.drills import DRILL_NAMES, run_drill
-from actors.drills.engine_kill import run_engine_kill, simulator_server
 from api.cli import main
 from core.errors import ConfigurationError
-from tests.actors.conftest import EngineFactory
+from drills import DRILL_NAMES, run_drill, run_drill_beside
+from drills.engine_kill import run_engine_kill, simulator_server
+from terminals.simulated import SimulatedTerminal
 
 IN_PROCESS = [name for name in DRILL_NAMES if name != "engine-kill"]
 
@@ -82,15 +82,12 @@ def test_unknown_drill_is_refused() -> None:
         run_drill("meteor-strike")
 
 
-def test_the_supervisor_runs_drills_only_where_the_terminal_is_simulated(
-    make_engine: EngineFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    engine = make_engine()
-    assert engine.supervisor.drill("ambiguous-submits", executions=10)["passed"]
+def test_drills_run_beside_an_engine_only_where_its_terminal_is_simulated() -> None:
+    terminal = SimulatedTerminal(seed=7)
+    assert run_drill_beside(terminal, "ambiguous-submits", executions=10)["passed"]
 
-    monkeypatch.setattr(engine.supervisor, "terminal", object())
     with pytest.raises(ConfigurationError, match="simulated"):
-        engine.supervisor.drill("broker-crash", executions=10)
+        run_drill_beside(object(), "broker-crash", executions=10)
 
 
 # --- the command line ----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The engine process of the engine-kill drill: `python -m actors.drills._engine_proc`.
+"""The engine process of the engine-kill drill: `python -m drills._engine_proc`.
 
 Configured by the environment like any engine (`EE_TERMINAL=rpyc` to the served
 simulator, `DATABASE_URL` on PostgreSQL). It starts the engine (startup recovery runs
@@ -18,8 +18,8 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from actors.drills._harness import trade
 from actors.facade import create_execution_engine
+from drills._harness import trade
 
 _out = threading.Lock()
 _SETTLE_TIMEOUT = 60.0
@@ -32,7 +32,7 @@ def _emit(line: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m actors.drills._engine_proc")
+    parser = argparse.ArgumentParser(prog="python -m drills._engine_proc")
     parser.add_argument("--executions", type=int, required=True)
     parser.add_argument("--run", required=True)
     parser.add_argument("--seed", type=int, default=0)
