@@ -245,6 +245,7 @@ class BrokerProxy(ActorMemberMixin, pykka.ActorProxy[BrokerActor]):
     """A BrokerActor's proxy as other actors use it, typed: each method returns a future.
 
     `cast(BrokerProxy, ref.proxy())`, as in Pykka's `examples/proxy_typing.py`.
+    `set_halted` / `is_halted` are left out: the shared `TradingSwitch` replaces them.
     """
 
     preflight = proxy_method(BrokerActor.preflight)
@@ -252,8 +253,6 @@ class BrokerProxy(ActorMemberMixin, pykka.ActorProxy[BrokerActor]):
     open_positions = proxy_method(BrokerActor.open_positions)
     positions_now = proxy_method(BrokerActor.positions_now)
     closing_profits = proxy_method(BrokerActor.closing_profits)
-    set_halted = proxy_method(BrokerActor.set_halted)
-    is_halted = proxy_method(BrokerActor.is_halted)
     place_order = proxy_method(BrokerActor.place_order)
     remove_order = proxy_method(BrokerActor.remove_order)
     query_order = proxy_method(BrokerActor.query_order)

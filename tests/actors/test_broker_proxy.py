@@ -14,13 +14,15 @@ from terminals.simulated import SimulatedTerminal
 
 TIMEOUT = 10.0
 _LIFECYCLE = {"on_start", "on_stop", "on_failure", "on_receive"}
+_LEAVING = {"set_halted", "is_halted"}
+"""The second kill switch, on its way out (the shared `TradingSwitch` is the one)."""
 
 
 def _public_methods() -> set[str]:
     return {
         name
         for name, value in vars(BrokerActor).items()
-        if callable(value) and not name.startswith("_") and name not in _LIFECYCLE
+        if callable(value) and not name.startswith("_") and name not in _LIFECYCLE | _LEAVING
     }
 
 
