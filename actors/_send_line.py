@@ -35,10 +35,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class SendRequest:
-    """A send told to the BrokerActor (`BrokerActor.queue_send`), answered on `reply`.
+    """A send told to the BrokerActor (`broker_ref.tell(SendRequest(...))`), answered on
+    `reply`.
 
     request: the order. not_after: the engine's monotonic time after which it must not
-    be started (see `place_order`). reply: set to the `SendOutcome`, or failed with
+    be started (see `OrderSender.place_order`). reply: set to the `SendOutcome`, or failed with
     `pykka.ActorDeadError` when the actor stopped before starting it (nothing was sent).
     """
 
