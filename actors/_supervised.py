@@ -19,8 +19,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from actors._failures import FencedError, InjectedCrash, is_own_failure
-from actors.broker import BrokerActor
+from actors._terminal_identity import IdentityGuard
+from actors._terminal_link import TerminalLink
+from actors._terminal_watch import TerminalWatch
+from actors.broker import BrokerActor, BrokerConfig
 from actors.messages import Heartbeat, InjectFault, Write
+from actors.metrics import EngineMetrics
 from actors.order import OrderActor
 from actors.persistence import PersistenceActor
 from core.errors import PersistenceUnavailableError, TicketConflictError
@@ -28,6 +32,7 @@ from core.models import JournalEvent
 from storage.journal import AuditKey
 from storage.tickets import TicketClaims
 from storage.writer import JournalWriter, WriteOp
+from terminals.base import Terminal
 
 DeathReport = Callable[[str, BaseException | None], None]
 """Called from the dying actor's thread with how it died and the exception."""
@@ -152,13 +157,42 @@ class SupervisedBroker(_Watched, BrokerActor):
             f"{self._watch.stall_text()}"
         )
 
-    def _call_raw(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        if self._hooks.fenced.is_set():
-            raise FencedError(f"{self._hooks.name} was replaced; {name} not called")
-        result = super()._call_raw(name, *args, **kwargs)
+    def _open_link(
+        self,
+        terminal: Terminal,
+        config: BrokerConfig,
+        watch: TerminalWatch,
+        metrics: EngineMetrics | None,
+        identity: IdentityGuard | None,
+    ) -> TerminalLink:
+        return _SupervisedLink(
+            self._hooks, self.actor_ref, terminal, config, watch, metrics, identity
+        )
+
+
+class _SupervisedLink(TerminalLink):
+    """A supervised broker's link: fenced once the Supervisor replaced its broker, and a
+    drill may make the broker die right after an `order_send` returned."""
+
+    def __init__(
+        self,
+        hooks: ChildHooks,
+        actor: pykka.ActorRef[Any],
+        terminal: Terminal,
+        config: BrokerConfig,
+        watch: TerminalWatch,
+        metrics: EngineMetrics | None,
+        identity: IdentityGuard | None,
+    ) -> None:
+        super().__init__(terminal, config, watch, metrics, identity, fence=hooks.fenced)
+        self._hooks = hooks
+        self._actor = actor
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        result = super().call(name, *args, **kwargs)
         if name == "order_send" and self._hooks.faults.take_crash_after_send():
             # The send happened; the actor dies before its caller learns the result.
-            self.actor_ref.tell(InjectFault("crash"))
+            self._actor.tell(InjectFault("crash"))
             raise InjectedCrash("the broker died while order_send was in flight (injected)")
         return result
 

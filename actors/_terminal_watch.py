@@ -41,6 +41,10 @@ class TerminalWatch:
         self._next_try = 0.0
         self._drain: Callable[[str], int] | None = None
 
+    def now(self) -> float:
+        """The engine clock's monotonic reading (the link times its calls by it)."""
+        return self._monotonic()
+
     # --- written by the BrokerActor's thread -------------------------------------------
 
     def call_started(self, name: str) -> None:

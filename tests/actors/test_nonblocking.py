@@ -27,6 +27,7 @@ import pytest
 
 import actors
 from actors._reply import Reply
+from actors._supervisor_actor import SupervisorActor
 from actors.broker import BrokerActor
 from actors.facade import create_execution_engine
 from actors.order import OrderActor
@@ -38,7 +39,12 @@ from tests.actors.conftest import fast_settings, rpm
 from tests.helpers import eventually
 
 S = ExecutionStatus
-FAMILIES: tuple[type[pykka.Actor], ...] = (OrderActor, BrokerActor, PersistenceActor)
+FAMILIES: tuple[type[pykka.Actor], ...] = (
+    OrderActor,
+    BrokerActor,
+    PersistenceActor,
+    SupervisorActor,
+)
 PROJECT = Path(actors.__file__).resolve().parent.parent
 WAIT = 30.0
 
