@@ -24,7 +24,7 @@ import pykka
 
 from actors._broker_cache import TickAges, WindowCache
 from actors._failures import TerminalClosedError
-from actors._reply import FastInbox, Reply
+from actors._reply import FastInbox, Settable
 from actors._scheduler import Handle, Scheduler
 from actors._send_ledger import SendLedger
 from actors._shared import TradingSwitch
@@ -140,7 +140,7 @@ class SendRequest:
 
     request: ExecutionRequest
     not_after: float | None
-    reply: Reply[SendOutcome] | pykka.Future[SendOutcome]
+    reply: Settable[SendOutcome]
 
 
 class _SendTurn:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pykka
 
-from actors._reply import Reply
+from actors._reply import Call, Settable
 from core.execution.state import Stage
 from core.models import RPMOutput
 from core.records import (  # re-exported: the records moved to core, their users did not
@@ -63,7 +63,7 @@ class Write:
     """Ops to commit; `reply` is set with the journal events after the commit."""
 
     ops: tuple[Any, ...]
-    reply: Reply[Any] | pykka.Future[Any]
+    reply: Settable[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +114,7 @@ class InjectFault:
 
 __all__ = [
     "Advance",
+    "Call",
     "Cancel",
     "Deal",
     "FillUpdate",

@@ -1,16 +1,19 @@
 """OrderActor: one per execution, the shell around the pure execution core.
 
-The decisions live in `core.execution.step`; this actor feeds it events (its messages,
-and the answers to the effects it carried out) and carries out the effects it returns:
-commits through the PersistenceActor, sends and lookups at the BrokerActor, timers on the
-scheduler, the margin and position claims, and the caller's answer. Each stage ends by
-telling the actor its next stage, so a Halt or Cancel that arrived meanwhile is handled
-between any two stages. It never sleeps: back-off, polling and the order timeout are
-messages delivered later by the scheduler.
+The decisions live in `core.execution.step`; this actor feeds it events and carries out
+the effects it returns. It never blocks: every request (a commit, the send, a broker
+lookup) is a tell whose answer comes back as a message (`actors._reply.ToActor`), with a
+timer message for the answer that does not come. Until the answers it waits for arrive,
+other messages (a Halt, a fill, a timer) are kept aside and handled after them, in order,
+as they were when the actor blocked: each stage still sees a settled state, and the halt
+is as safe as before (the BrokerActor's send gate, `TradingSwitch`, stops any send once a
+halt returns). It never sleeps: back-off, polling and the order timeout are messages
+delivered later by the scheduler.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -19,28 +22,17 @@ from typing import Any
 
 import pykka
 
-from actors._failures import InfrastructureFailure
 from actors._legs import PositionClaims, plan_trade
-from actors._reply import FastInbox, Reply
+from actors._order_requests import REQUESTS, Request, answer, commit_error, tell, timeout_of
+from actors._reply import Answered, FastInbox, ToActor
 from actors._scheduler import Handle, Scheduler
 from actors._shared import MarginBook, TradingSwitch
 from actors._threads import ReusedThreads
-from actors.broker import SendRequest
-from actors.messages import (
-    Advance,
-    Cancel,
-    FillUpdate,
-    Halt,
-    NewExecution,
-    OrderFinding,
-    Rewatch,
-    SendOutcome,
-)
+from actors.messages import Advance, Cancel, FillUpdate, Halt, NewExecution, Rewatch
 from actors.metrics import EngineMetrics
-from actors.persistence import write_and_wait
 from core.clock import Clock
-from core.enums import RejectionReason, RetcodeClass
-from core.errors import PersistenceError, PersistenceUnavailableError, ReconciliationError
+from core.enums import RejectionReason
+from core.errors import PersistenceUnavailableError
 from core.execution import (
     InvalidTransitionError,
     Job,
@@ -56,7 +48,6 @@ from core.execution import effects as fx
 from core.execution import events as ev
 from core.models import ExecutionLog
 from core.rules import margin_check
-from storage.writer import WriteOp
 
 log = logging.getLogger(__name__)
 
@@ -79,22 +70,23 @@ class OrderContext:
     """Position volume that executions in flight are closing (shared by all of them)."""
 
 
-class _BrokerGoneError(InfrastructureFailure):
-    """The BrokerActor was not there to take the request: nothing reached the terminal."""
+@dataclass(frozen=True, slots=True)
+class _Expired:
+    """Request `token` had no answer in time."""
+
+    token: int
 
 
-class _CommitFailedError(Exception):
-    """A commit whose failure the execution answers (`fx.Commit.answer_failure`)."""
-
-    def __init__(self, error: PersistenceError) -> None:
-        super().__init__(str(error))
-        self.error = error
+@dataclass(slots=True)
+class _Pending:
+    effect: Request
+    timer: Handle
+    gated: list[fx.Effect]
+    """For a commit: the effects of its step that wait for it."""
 
 
 _THREADS = ReusedThreads("OrderActor")
 """Threads for OrderActors: one per live execution, reused once its execution is final."""
-
-_LOOKUP_ERRORS = (_BrokerGoneError, pykka.Timeout, ReconciliationError)
 
 
 class OrderActor(FastInbox):
@@ -122,6 +114,10 @@ class OrderActor(FastInbox):
         )
         self._replied = False
         self._timeout: Handle | None = None
+        self._tokens = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._aside: deque[Any] = deque()
+        """Messages that arrived while a request was unanswered, in order."""
 
     # --- the doors ----------------------------------------------------------------------
 
@@ -129,8 +125,21 @@ class OrderActor(FastInbox):
         self.actor_ref.tell(Advance(Stage.CREATE))
 
     def on_receive(self, message: Any) -> Any:
-        if self._state.done:
+        if isinstance(message, Answered | _Expired):
+            # Even once done: the final commit's answer releases the caller's answer.
+            self._settle(message)
+        elif self._state.done:
             return None
+        elif self._pending:
+            self._aside.append(message)
+            return None
+        else:
+            self._handle(message)
+        while self._aside and not self._pending and not self._state.done:
+            self._handle(self._aside.popleft())
+        return None
+
+    def _handle(self, message: Any) -> None:
         if isinstance(message, Advance):
             self._feed(ev.StageDue(message.stage, self._trading()))
         elif isinstance(message, FillUpdate):
@@ -143,7 +152,6 @@ class OrderActor(FastInbox):
             self._feed(ev.WatchLost())
         else:
             log.warning("OrderActor ignored unknown message %r", message)
-        return None
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
         # A bug must not leave the caller waiting forever; the execution keeps its last
@@ -169,26 +177,73 @@ class OrderActor(FastInbox):
     # --- the core and its effects --------------------------------------------------------
 
     def _feed(self, event: ev.Event) -> None:
-        """Step the core on `event`, carry out its effects, and step on their answers."""
-        pending: deque[ev.Event] = deque([event])
-        while pending:
-            now = Now(self._ctx.clock.now(), self._ctx.clock.monotonic())
-            self._state, effects = step(self._state, pending.popleft(), now, self._cfg)
-            for effect in effects:
-                try:
-                    answer = self._perform(effect)
-                except _CommitFailedError as failed:
-                    # What follows a commit needs it: drop the rest, answer the failure.
-                    pending.append(ev.CommitFailed(failed.error))
+        """Step the core on `event` and carry out its effects."""
+        now = Now(self._ctx.clock.now(), self._ctx.clock.monotonic())
+        self._state, effects = step(self._state, event, now, self._cfg)
+        self._run(effects)
+
+    def _run(self, effects: list[fx.Effect]) -> None:
+        """Carry out `effects` in order; what follows a commit waits for its answer. The
+        answers known at once (the shared margin and position books) are fed after."""
+        answers: list[ev.Event] = []
+        for index, effect in enumerate(effects):
+            if isinstance(effect, REQUESTS):
+                gated = effects[index + 1 :] if isinstance(effect, fx.Commit) else []
+                self._request(effect, gated)
+                if gated:
                     break
-                if answer is not None:
-                    pending.append(answer)
+            else:
+                answered = self._perform(effect)
+                if answered is not None:
+                    answers.append(answered)
+        for answered in answers:
+            self._feed(answered)
+
+    def _request(self, effect: Request, gated: list[fx.Effect]) -> None:
+        token = next(self._tokens)
+        reply: ToActor[Any] = ToActor(self.actor_ref, token)
+        wait = timeout_of(effect, self._cfg.ask_timeout)
+        timer = self._ctx.scheduler.tell_later(wait, self.actor_ref, _Expired(token))
+        self._pending[token] = _Pending(effect, timer, gated)
+        try:
+            ctx = self._ctx
+            tell(effect, reply, broker=ctx.broker, persistence=ctx.persistence, me=self.actor_ref)
+        except pykka.ActorDeadError as exc:
+            # Not running: answered like an ask it never started, as a message all the same.
+            reply.set_exception(exc_info=(type(exc), exc, exc.__traceback__))
+
+    def _settle(self, message: Answered | _Expired) -> None:
+        pending = self._pending.pop(message.token, None)
+        if pending is None:
+            return  # answered after its timer, or the timer after its answer
+        pending.timer.cancel()
+        effect = pending.effect
+        wait = timeout_of(effect, self._cfg.ask_timeout)
+        value: Any = None
+        error: BaseException | None = None
+        if isinstance(message, _Expired):
+            error = pykka.Timeout(f"{wait} seconds")
+        else:
+            value, error = message.value, message.error
+        if isinstance(effect, fx.Commit):
+            if error is not None:
+                failure = commit_error(error, wait)
+                if not effect.answer_failure:
+                    raise failure  # the actor dies; recovery settles from the last commit
+                self._feed(ev.CommitFailed(failure))
+                return
+            self._run(pending.gated)
+            if effect.ack is not None:
+                self._feed(effect.ack)
+            return
+        event = answer(
+            effect, value, error, trading=self._trading(), held_margin=self._ctx.margin.held()
+        )
+        if event is not None:
+            self._feed(event)
 
     def _perform(self, effect: fx.Effect) -> ev.Event | None:
         ctx = self._ctx
-        execution_id = self._job.execution_id
-        if isinstance(effect, fx.Commit):
-            return self._commit(effect)
         if isinstance(effect, fx.Next):
             self.actor_ref.tell(Advance(effect.stage))
         elif isinstance(effect, fx.Schedule):
@@ -200,58 +255,17 @@ class OrderActor(FastInbox):
             if self._timeout is not None:
                 self._timeout.cancel()
                 self._timeout = None
-        elif isinstance(effect, fx.AskPreflight):
-            try:
-                pre = self._ask_broker("preflight", effect.symbol)
-            except _BrokerGoneError as exc:
-                return ev.PreflightFailed(str(exc), broker_gone=True)
-            except pykka.Timeout as exc:
-                return ev.PreflightFailed(str(exc), broker_gone=False)
-            return ev.Preflighted(pre, ctx.margin.held())
-        elif isinstance(effect, fx.ReadPositions):
-            try:
-                read = self._ask_broker("open_positions", effect.symbol)
-            except (_BrokerGoneError, pykka.Timeout):
-                read = None
-            return ev.PositionsRead(read)
         elif isinstance(effect, fx.ClaimLegs):
             return ev.Planned(self._claim(effect), self._trading())
         elif isinstance(effect, fx.HoldMargin):
             return ev.MarginHeld(self._hold(effect))
-        elif isinstance(effect, fx.SendLeg):
-            return ev.SendCompleted(self._place(effect), self._trading())
-        elif isinstance(effect, fx.Watch):
-            try:
-                self._ask_broker("watch", effect.ticket, effect.lots, self.actor_ref)
-            except _BrokerGoneError:
-                return ev.WatchFailed()
         elif isinstance(effect, fx.Unwatch):
-            self._tell_broker_quietly("unwatch", effect.ticket)
-        elif isinstance(effect, fx.RemoveOrder):
             try:
-                removal = self._ask_broker("remove_order", effect.ticket)
-            except Exception as exc:
-                return ev.Removed(None, str(exc))
-            if isinstance(removal, SendOutcome):
-                return ev.Removed(removal)
-            return ev.Removed(None, str(removal))
-        elif isinstance(effect, fx.CheckRemoval):
-            try:
-                finding = self._ask_broker("query_order", effect.ticket, effect.lots)
-            except Exception:
-                finding = None
-            return ev.RemovalChecked(finding if isinstance(finding, OrderFinding) else None)
-        elif isinstance(effect, fx.TraceSend | fx.QueryOrder | fx.FindOrder):
-            return self._look(effect)
-        elif isinstance(effect, fx.MarkSubmitted):
-            if ctx.metrics is not None:
-                ctx.metrics.submitted(effect.seconds)
-        elif isinstance(effect, fx.CountRetry):
-            if ctx.metrics is not None:
-                ctx.metrics.retry(effect.retcode)
-        elif isinstance(effect, fx.MarkUnknown):
-            if ctx.metrics is not None:
-                ctx.metrics.unknown(execution_id, effect.unknown)
+                ctx.broker().unwatch(effect.ticket)  # a tell: its future is not waited on
+            except pykka.ActorDeadError:
+                log.info("broker gone while calling unwatch")
+        elif isinstance(effect, fx.MarkSubmitted | fx.CountRetry | fx.MarkUnknown):
+            self._count(effect)
         elif isinstance(effect, fx.Release):
             self._release()
         elif isinstance(effect, fx.Finish):
@@ -272,26 +286,16 @@ class OrderActor(FastInbox):
         self._job.reply.set(confirmation)
         self.stop()
 
-    def _commit(self, effect: fx.Commit) -> ev.Event | None:
-        ops = [
-            WriteOp(
-                execution_id=entry.execution_id,
-                event_type=entry.event_type,
-                payload=entry.payload,
-                engine_time_us=entry.engine_time_us,
-                broker_time_msc=entry.broker_time_msc,
-                projection=entry.projection,
-                creates=entry.creates,
-            )
-            for entry in effect.entries
-        ]
-        try:
-            write_and_wait(self._ctx.persistence(), ops, self._cfg.ask_timeout)
-        except PersistenceError as exc:
-            if effect.answer_failure:
-                raise _CommitFailedError(exc) from exc
-            raise
-        return effect.ack
+    def _count(self, effect: fx.MarkSubmitted | fx.CountRetry | fx.MarkUnknown) -> None:
+        metrics = self._ctx.metrics
+        if metrics is None:
+            return
+        if isinstance(effect, fx.MarkSubmitted):
+            metrics.submitted(effect.seconds)
+        elif isinstance(effect, fx.CountRetry):
+            metrics.retry(effect.retcode)
+        else:
+            metrics.unknown(self._job.execution_id, effect.unknown)
 
     def _claim(self, effect: fx.ClaimLegs) -> Any:
         return self._ctx.claims.plan(
@@ -319,44 +323,6 @@ class OrderActor(FastInbox):
             ),
         )
 
-    def _place(self, effect: fx.SendLeg) -> SendOutcome:
-        """The send, queued at the BrokerActor behind the sends before it.
-
-        Sends the BrokerActor never started (it stopped) come back as a clean RETRY; an
-        error during the send is AMBIGUOUS (it may have executed).
-        """
-        reply: Reply[SendOutcome] = Reply()
-        try:
-            self._ctx.broker().actor_ref.tell(SendRequest(effect.request, effect.deadline, reply))
-            return reply.get(timeout=effect.wait + self._cfg.ask_timeout)
-        except pykka.ActorDeadError as exc:
-            return SendOutcome(klass=RetcodeClass.RETRY, retcode=None, comment=str(exc))
-        except Exception as exc:
-            return SendOutcome(
-                klass=RetcodeClass.AMBIGUOUS,
-                retcode=None,
-                comment=f"broker failed during the send: {type(exc).__name__}: {exc}",
-                request={"unknown": True},
-            )
-
-    def _look(self, effect: fx.TraceSend | fx.QueryOrder | fx.FindOrder) -> ev.Event:
-        try:
-            if isinstance(effect, fx.TraceSend):
-                return ev.Traced(self._ask_broker("send_trace", effect.client_id))
-            if isinstance(effect, fx.QueryOrder):
-                return ev.LookedUp(self._ask_broker("query_order", effect.ticket, effect.lots))
-            finding = self._ask_broker(
-                "find_order",
-                client_id=effect.client_id,
-                symbol=effect.symbol,
-                direction=effect.direction,
-                lots=effect.lots,
-                since=effect.since,
-            )
-            return ev.LookedUp(finding)
-        except _LOOKUP_ERRORS as exc:
-            return ev.LookFailed(str(exc))
-
     def _trading(self) -> Trading:
         switch = self._ctx.switch
         return Trading(halted=switch.halted, reducing=switch.reducing, reason=switch.reason)
@@ -367,25 +333,6 @@ class OrderActor(FastInbox):
         ctx.claims.release(self._job.execution_id, ctx.clock.monotonic())
         if ctx.metrics is not None:
             ctx.metrics.unknown(self._job.execution_id, False)
-
-    # --- asking the broker ---------------------------------------------------------------
-
-    def _ask_broker(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        try:
-            future = getattr(self._ctx.broker(), method)(*args, **kwargs)
-        except pykka.ActorDeadError as exc:
-            raise _BrokerGoneError("the broker actor is not running") from exc
-        try:
-            return future.get(timeout=self._cfg.ask_timeout)
-        except pykka.ActorDeadError as exc:
-            # Pykka answers this only for messages the actor never started to handle.
-            raise _BrokerGoneError(str(exc)) from exc
-
-    def _tell_broker_quietly(self, method: str, *args: Any) -> None:
-        try:
-            getattr(self._ctx.broker(), method)(*args)
-        except pykka.ActorDeadError:
-            log.info("broker gone while calling %s", method)
 
 
 __all__ = [
