@@ -71,16 +71,15 @@ class OrderContext:
 
 
 @dataclass(frozen=True, slots=True)
-class _Expired:
-    """Request `token` had no answer in time."""
-
-    token: int
+class _Alarm:
+    """Time to look for requests whose answer is overdue."""
 
 
 @dataclass(slots=True)
 class _Pending:
     effect: Request
-    timer: Handle
+    due: float
+    """Monotonic time after which the answer is overdue (answered `pykka.Timeout`)."""
     gated: list[fx.Effect]
     """For a commit: the effects of its step that wait for it."""
 
@@ -116,6 +115,9 @@ class OrderActor(FastInbox):
         self._timeout: Handle | None = None
         self._tokens = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
+        self._alarm: tuple[float, Handle] | None = None
+        """The one timer that finds overdue answers (not one per request: most are
+        answered in milliseconds, and each timer costs the scheduler a heap entry)."""
         self._aside: deque[Any] = deque()
         """Messages that arrived while a request was unanswered, in order."""
 
@@ -125,9 +127,11 @@ class OrderActor(FastInbox):
         self.actor_ref.tell(Advance(Stage.CREATE))
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Answered | _Expired):
+        if isinstance(message, Answered):
             # Even once done: the final commit's answer releases the caller's answer.
-            self._settle(message)
+            self._settle(message.token, message.value, message.error)
+        elif isinstance(message, _Alarm):
+            self._overdue()
         elif self._state.done:
             return None
         elif self._pending:
@@ -202,9 +206,9 @@ class OrderActor(FastInbox):
     def _request(self, effect: Request, gated: list[fx.Effect]) -> None:
         token = next(self._tokens)
         reply: ToActor[Any] = ToActor(self.actor_ref, token)
-        wait = timeout_of(effect, self._cfg.ask_timeout)
-        timer = self._ctx.scheduler.tell_later(wait, self.actor_ref, _Expired(token))
-        self._pending[token] = _Pending(effect, timer, gated)
+        due = self._ctx.clock.monotonic() + timeout_of(effect, self._cfg.ask_timeout)
+        self._pending[token] = _Pending(effect, due, gated)
+        self._arm(due)
         try:
             ctx = self._ctx
             tell(effect, reply, broker=ctx.broker, persistence=ctx.persistence, me=self.actor_ref)
@@ -212,19 +216,30 @@ class OrderActor(FastInbox):
             # Not running: answered like an ask it never started, as a message all the same.
             reply.set_exception(exc_info=(type(exc), exc, exc.__traceback__))
 
-    def _settle(self, message: Answered | _Expired) -> None:
-        pending = self._pending.pop(message.token, None)
+    def _arm(self, due: float) -> None:
+        if self._alarm is not None and self._alarm[0] <= due:
+            return  # it goes off first, and then arms itself for what is still waiting
+        if self._alarm is not None:
+            self._alarm[1].cancel()
+        delay = due - self._ctx.clock.monotonic()
+        self._alarm = (due, self._ctx.scheduler.tell_later(delay, self.actor_ref, _Alarm()))
+
+    def _overdue(self) -> None:
+        self._alarm = None
+        now = self._ctx.clock.monotonic()
+        for token in [t for t, pending in self._pending.items() if pending.due <= now]:
+            if token in self._pending:  # settling one may settle others (a failed actor)
+                wait = timeout_of(self._pending[token].effect, self._cfg.ask_timeout)
+                self._settle(token, None, pykka.Timeout(f"{wait} seconds"))
+        if self._pending:
+            self._arm(min(pending.due for pending in self._pending.values()))
+
+    def _settle(self, token: int, value: Any, error: BaseException | None) -> None:
+        pending = self._pending.pop(token, None)
         if pending is None:
-            return  # answered after its timer, or the timer after its answer
-        pending.timer.cancel()
+            return  # answered after it was taken for overdue
         effect = pending.effect
         wait = timeout_of(effect, self._cfg.ask_timeout)
-        value: Any = None
-        error: BaseException | None = None
-        if isinstance(message, _Expired):
-            error = pykka.Timeout(f"{wait} seconds")
-        else:
-            value, error = message.value, message.error
         if isinstance(effect, fx.Commit):
             if error is not None:
                 failure = commit_error(error, wait)

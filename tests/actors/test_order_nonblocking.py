@@ -16,11 +16,18 @@ from typing import Any
 import pykka
 import pytest
 
-from actors._reply import Reply
-from actors.order import OrderActor
+from actors._reply import FastInbox, Reply
+from actors._scheduler import Scheduler
+from actors._shared import MarginBook, TradingSwitch
+from actors.messages import NewExecution, Preflight
+from actors.order import OrderActor, OrderConfig, OrderContext
+from core.clock import SystemClock
 from core.enums import ExecutionStatus, RejectionReason
+from core.errors import PersistenceUnavailableError
 from terminals.simulated import SimulatedTerminal
 from tests.actors.conftest import EngineFactory, rpm
+from tests.core._execution_driver import PREFLIGHT
+from tests.core._execution_driver import rpm as core_rpm
 from tests.helpers import eventually
 
 S = ExecutionStatus
@@ -102,3 +109,47 @@ def test_a_halt_removes_a_working_order_without_waiting(
     assert confirmation.status is S.REJECTED
     assert confirmation.rejection_reason is R.TRADING_HALTED
     assert blocking_waits == []
+
+
+class _SilentPersistence(pykka.ThreadingActor):
+    """Takes writes and never answers them (a database that hangs)."""
+
+    def on_receive(self, message: Any) -> Any:
+        return None
+
+
+class _Broker(FastInbox):
+    """Answers the preflight; nothing gets further than the write-ahead here."""
+
+    def preflight(self, symbol: str) -> Preflight:
+        return PREFLIGHT
+
+
+def test_an_unanswered_commit_is_answered_overdue_without_blocking(
+    blocking_waits: list[str],
+) -> None:
+    persistence = _SilentPersistence.start()
+    broker = _Broker.start()
+    scheduler = Scheduler()
+    reply: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+    job = NewExecution("e1", "r1", "EE-c1", core_rpm(), "fp", reply, {})
+    ctx = OrderContext(
+        broker=broker.proxy,
+        persistence=lambda: persistence,
+        config=OrderConfig(engine_version="test", ask_timeout=0.2),
+        clock=SystemClock(),
+        scheduler=scheduler,
+        switch=TradingSwitch(),
+        margin=MarginBook(),
+        on_final=lambda record: None,
+    )
+    order = OrderActor.start(job, ctx)
+    try:
+        with pytest.raises(PersistenceUnavailableError, match=r"no commit within 0\.2 s"):
+            reply.get(timeout=10)
+        assert blocking_waits == []
+    finally:
+        order.stop()
+        broker.stop()
+        persistence.stop()
+        scheduler.stop()
