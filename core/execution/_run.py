@@ -27,8 +27,7 @@ from core.execution.effects import (
 from core.execution.events import IntentCommitted
 from core.execution.state import Entry, Execution, Now, Phase, Stage
 from core.models import ExecutionLog
-from core.records import OrderFinding, SendOutcome
-from core.rules import retcode_name
+from core.records import OrderFinding
 from core.rules.legs import leg_fills, replace_leg
 from core.rules.settlement import VOLUME_EPS, is_complete, leg_status, summarize_fills
 
@@ -361,22 +360,4 @@ class Run:
         return True
 
 
-def outcome_payload(outcome: SendOutcome) -> dict[str, Any]:
-    return {
-        "retcode": outcome.retcode,
-        "retcode_name": retcode_name(outcome.retcode),
-        "class": outcome.klass.value,
-        "order": outcome.order,
-        "deal": outcome.deal,
-        "volume": outcome.volume,
-        "price": outcome.price,
-        "bid": outcome.bid,
-        "ask": outcome.ask,
-        "comment": outcome.comment,
-        "request_id": outcome.request_id,
-        "last_error": list(outcome.last_error) if outcome.last_error else None,
-        "request": outcome.request,
-    }
-
-
-__all__ = ["InvalidTransitionError", "Run", "outcome_payload"]
+__all__ = ["InvalidTransitionError", "Run"]

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from core.enums import ExecutionStatus, LegAction, RejectionReason, RetcodeClass
-from core.execution._run import Run, outcome_payload
+from core.execution._payloads import outcome_payload
+from core.execution._run import Run
 from core.execution._watch import watch
 from core.execution.effects import CountRetry, MarkSubmitted, MarkUnknown, Next, Schedule, SendLeg
 from core.execution.events import IntentCommitted, SendCompleted

@@ -4,7 +4,8 @@ ambiguous send (looked up with back-off until found or proven absent, never rese
 from __future__ import annotations
 
 from core.enums import ExecutionStatus, PartialFillPolicy, RejectionReason
-from core.execution._run import Run, outcome_payload
+from core.execution._payloads import outcome_payload
+from core.execution._run import Run
 from core.execution.effects import (
     ArmTimeout,
     CheckRemoval,
