@@ -29,7 +29,7 @@ from core.clock import Clock, utc_micros
 from core.enums import ExecutionStatus, RejectionReason
 from core.errors import PersistenceUnavailableError, ReconciliationError
 from core.models import ExecutionLog
-from core.rules import lots_to_units, pip_size, slippage_pips
+from core.rules.settlement import VOLUME_EPS, is_complete, summarize_fills
 from storage.repository import Repository
 from storage.schema import execution_logs
 from storage.tickets import claimed_tickets
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 _S = ExecutionStatus
 _R = RejectionReason
-_VOLUME_EPS = 1e-9
 
 
 class LateAppearances:
@@ -126,7 +125,7 @@ class LateAppearances:
             removed = True
         changes: dict[str, Any] = {"order_id": ticket}
         filled = round(finding.filled_volume, 8)
-        if filled > _VOLUME_EPS:
+        if filled > VOLUME_EPS:
             changes.update(self._fill(record, finding, lots, filled))
         else:
             changes.update(
@@ -175,24 +174,20 @@ class LateAppearances:
         spec: SymbolSpec | None = self._ask("symbol_spec", record.symbol)
         if spec is None:
             raise ReconciliationError(f"symbol {record.symbol} is unknown to the terminal")
-        price = finding.vwap if finding.vwap is not None else 0.0
-        signed: float | None = None
-        absolute: float | None = None
-        if record.intended_price is not None and price > 0:
-            pip = pip_size(spec.digits, spec.point, self._pips.get(record.symbol))
-            signed, absolute = slippage_pips(
-                1 if record.direction > 0 else -1, record.intended_price, price, pip
-            )
-        complete = filled >= lots - _VOLUME_EPS
+        summary = summarize_fills(
+            filled,
+            finding.vwap if finding.vwap is not None else 0.0,
+            spec=spec,
+            direction=record.direction,
+            intended_price=record.intended_price,
+            pip_override=self._pips.get(record.symbol),
+        )
+        complete = is_complete(filled, lots)
         return {
             "status": _S.FILLED if complete else _S.PARTIALLY_FILLED,
             "rejection_reason": None,
             "rejection_details": None if complete else f"filled {filled} of {lots} lots",
-            "executed_lots": filled,
-            "executed_units": lots_to_units(filled, spec.trade_contract_size),
-            "fill_price": round(price, spec.digits + 3),
-            "slippage_pips": signed,
-            "slippage_abs_pips": absolute,
+            **summary.record_changes(),
             "filled_at": self._clock.now(),
         }
 

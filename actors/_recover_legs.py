@@ -18,14 +18,13 @@ from actors.messages import OrderFinding, SendTrace, SymbolSpec
 from core.enums import ExecutionStatus, RejectionReason
 from core.errors import ReconciliationError
 from core.models import ExecutionLeg, ExecutionLog
-from core.rules import lots_to_units, pip_size, slippage_pips
+from core.rules.settlement import VOLUME_EPS, is_complete, leg_status, summarize_fills
 
 if TYPE_CHECKING:
     from actors.recovery import Reconciler
 
 _S = ExecutionStatus
 _R = RejectionReason
-_VOLUME_EPS = 1e-9
 
 
 def settle_legs(rec: Reconciler, record: ExecutionLog, claimed: set[int]) -> ExecutionLog | None:
@@ -77,13 +76,7 @@ def _settle_in_flight(
     if finding.open:
         finding = rec.remove(record, finding, leg.volume)
     filled = round(finding.filled_volume, 8)
-    status = (
-        "FILLED"
-        if filled >= leg.volume - _VOLUME_EPS
-        else "PARTIALLY_FILLED"
-        if filled > 0
-        else "NOT_FILLED"
-    )
+    status = leg_status(filled, leg.volume)
     return leg.model_copy(
         update={
             "status": status,
@@ -99,7 +92,7 @@ def _finish(rec: Reconciler, record: ExecutionLog, legs: tuple[ExecutionLeg, ...
     filled = round(sum(leg.filled_volume for leg in legs), 8)
     unsent = [leg.index for leg in legs if leg.status == "NOT_SENT"]
     payload: dict[str, Any] = {"legs": [leg.model_dump(mode="json") for leg in legs]}
-    if filled <= _VOLUME_EPS:
+    if filled <= VOLUME_EPS:
         return rec.finish(
             record,
             _S.REJECTED,
@@ -111,15 +104,15 @@ def _finish(rec: Reconciler, record: ExecutionLog, legs: tuple[ExecutionLeg, ...
     spec: SymbolSpec | None = rec.ask("symbol_spec", record.symbol)
     if spec is None:
         raise ReconciliationError(f"symbol {record.symbol} is unknown to the terminal")
-    price = sum(leg.filled_volume * (leg.fill_price or 0.0) for leg in legs) / filled
-    pip = pip_size(spec.digits, spec.point, rec.pip_override(record.symbol))
-    signed: float | None = None
-    absolute: float | None = None
-    if record.intended_price is not None and price > 0:
-        signed, absolute = slippage_pips(
-            1 if record.direction > 0 else -1, record.intended_price, price, pip
-        )
-    complete = filled >= (record.intended_lots or 0.0) - _VOLUME_EPS
+    summary = summarize_fills(
+        filled,
+        sum(leg.filled_volume * (leg.fill_price or 0.0) for leg in legs) / filled,
+        spec=spec,
+        direction=record.direction,
+        intended_price=record.intended_price,
+        pip_override=rec.pip_override(record.symbol),
+    )
+    complete = is_complete(filled, record.intended_lots or 0.0)
     details = None
     reason = None
     if not complete:
@@ -134,15 +127,11 @@ def _finish(rec: Reconciler, record: ExecutionLog, legs: tuple[ExecutionLeg, ...
     return rec.finish(
         record,
         _S.FILLED if complete else _S.PARTIALLY_FILLED,
-        {**payload, "pip_size": pip},
+        {**payload, "pip_size": summary.pip},
         reason=reason,
         details=details,
         order_id=first,
-        executed_lots=filled,
-        executed_units=lots_to_units(filled, spec.trade_contract_size),
-        fill_price=round(price, spec.digits + 3),
-        slippage_pips=signed,
-        slippage_abs_pips=absolute,
+        **summary.record_changes(),
         filled_at=rec.now(),
         legs=legs,
     )

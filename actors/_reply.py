@@ -10,14 +10,17 @@ of CPU with Pykka's, 20-45 us with these.
 from __future__ import annotations
 
 import _thread
+import contextlib
 import queue
 import sys
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import pykka
 
 T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
 M = TypeVar("M")
 
 _ExcInfo = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
@@ -69,6 +72,67 @@ class Reply(Generic[T]):
         self._done.release()
 
 
+class Settable(Protocol[T_contra]):
+    """What a told request needs from its reply: `Reply`, `ToActor` and Pykka's futures."""
+
+    def set(self, value: T_contra | None = None) -> None: ...
+
+    def set_exception(self, exc_info: _ExcInfo | None = None) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """The answer to request `token`, told back to the actor that made it (`ToActor`)."""
+
+    token: int
+    value: Any = None
+    error: BaseException | None = None
+
+
+class ToActor(Generic[T]):
+    """A reply that arrives as a message instead of waking a waiter.
+
+    `set(v)` tells `Answered(token, v)` to `ref`, `set_exception` tells the error, so an
+    actor makes a request and goes on with its inbox: it never blocks on the answer. A
+    requester that died meanwhile is ignored. Settled once, like `Reply`.
+    """
+
+    __slots__ = ("_ref", "_set", "_token")
+
+    def __init__(self, ref: pykka.ActorRef[Any], token: int) -> None:
+        self._ref = ref
+        self._token = token
+        self._set = False
+
+    def set(self, value: T | None = None) -> None:
+        self._tell(Answered(self._token, value))
+
+    def set_exception(self, exc_info: _ExcInfo | None = None) -> None:
+        kind, exc, _ = exc_info if exc_info is not None else sys.exc_info()
+        if exc is None:
+            exc = kind() if kind is not None else RuntimeError("failed without an exception")
+        self._tell(Answered(self._token, error=exc))
+
+    def _tell(self, message: Answered) -> None:
+        if self._set:
+            raise queue.Full
+        self._set = True
+        with contextlib.suppress(pykka.ActorDeadError):
+            self._ref.tell(message)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A told method call with a reply-to: the receiver runs `method(*args, **kwargs)` on
+    itself and settles `reply` with the result or the exception, as a Pykka ask would,
+    but nobody waits on a future for it (`FastInbox` handles it)."""
+
+    method: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    reply: Settable[Any]
+
+
 class FastInbox(pykka.ThreadingActor):
     """Mixin (first base) giving a `ThreadingActor` a C `SimpleQueue` as its inbox.
 
@@ -79,6 +143,27 @@ class FastInbox(pykka.ThreadingActor):
     @staticmethod
     def _create_actor_inbox() -> Any:
         return queue.SimpleQueue()
+
+    def _handle_receive(self, message: Any) -> Any:
+        # A `Call` is a proxy call told with a reply-to: answered like a Pykka ask (an
+        # exception goes to the asker, the actor carries on), but nobody blocks on it.
+        if isinstance(message, Call):
+            try:
+                result = getattr(self, message.method)(*message.args, **message.kwargs)
+            except Exception:
+                message.reply.set_exception()
+            else:
+                message.reply.set(result)
+            return None
+        return super()._handle_receive(message)
+
+    def _actor_loop_teardown(self) -> None:
+        # Pykka answers the asks left in a stopped actor's inbox with ActorDeadError and
+        # drops the tells: a `Call` is answered the same way (it never started).
+        for call in self._take_from_inbox(Call):
+            error = pykka.ActorDeadError(f"{self.actor_ref} stopped before handling {call.method}")
+            call.reply.set_exception(exc_info=(type(error), error, None))
+        super()._actor_loop_teardown()
 
     def _take_from_inbox(self, kind: type[M]) -> list[M]:
         """Remove the told messages of type `kind` from the inbox, in order; keep the rest.
@@ -106,4 +191,4 @@ class FastInbox(pykka.ThreadingActor):
         return taken
 
 
-__all__ = ["FastInbox", "Reply"]
+__all__ = ["Answered", "Call", "FastInbox", "Reply", "Settable", "ToActor"]

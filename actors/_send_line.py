@@ -22,7 +22,7 @@ import pykka
 
 from actors._broker_config import BrokerConfig
 from actors._order_send import not_sent
-from actors._reply import Reply
+from actors._reply import Settable
 from actors._scheduler import Scheduler
 from actors._send_ledger import SendLedger
 from actors._terminal_link import IPC_ERRORS, TerminalLink
@@ -45,7 +45,7 @@ class SendRequest:
 
     request: ExecutionRequest
     not_after: float | None
-    reply: Reply[SendOutcome] | pykka.Future[SendOutcome]
+    reply: Settable[SendOutcome]
 
 
 class _SendTurn:

@@ -54,14 +54,13 @@ from core.clock import Clock, utc_micros
 from core.enums import TRANSITIONS, ExecutionStatus, RejectionReason
 from core.errors import ReconciliationError
 from core.models import ExecutionLeg, ExecutionLog
-from core.rules import (
-    SendFate,
-    absence_proven,
-    lots_to_units,
-    pip_size,
-    reconcile_backoff,
-    retcode_name,
-    slippage_pips,
+from core.rules import SendFate, absence_proven, reconcile_backoff, retcode_name
+from core.rules.settlement import (
+    VOLUME_EPS,
+    closed_unfilled,
+    finding_payload,
+    is_complete,
+    summarize_fills,
 )
 from storage.repository import Repository
 from storage.tickets import claimed_tickets
@@ -71,8 +70,6 @@ log = logging.getLogger(__name__)
 
 _S = ExecutionStatus
 _R = RejectionReason
-_ORDER_STATE_EXPIRED = 6
-_VOLUME_EPS = 1e-9
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +325,7 @@ class Reconciler:
         if finding is None:
             return self._absent(record, trace)
         claimed.add(finding.ticket)
-        self._journal(record, "RECOVERED_FOUND", _finding_payload(finding))
+        self._journal(record, "RECOVERED_FOUND", finding_payload(finding))
         removed = False
         if finding.open:
             finding = self._remove(record, finding, lots)
@@ -412,8 +409,8 @@ class Reconciler:
         self, record: ExecutionLog, finding: OrderFinding, lots: float, removed: bool
     ) -> ExecutionLog:
         filled = round(finding.filled_volume, 8)
-        payload = _finding_payload(finding)
-        if filled > _VOLUME_EPS:
+        payload = finding_payload(finding)
+        if filled > VOLUME_EPS:
             return self._filled(record, finding, lots, removed)
         if removed:
             return self._finish(
@@ -425,21 +422,15 @@ class Reconciler:
                 "with nothing filled (crash recovery)",
                 order_id=finding.ticket,
             )
-        if finding.state == _ORDER_STATE_EXPIRED:
-            return self._finish(
-                record,
-                _S.EXPIRED,
-                payload,
-                reason=_R.ORDER_TIMEOUT,
-                details=f"order {finding.ticket} expired with nothing filled",
-                order_id=finding.ticket,
-            )
+        status, reason = closed_unfilled(finding.state)
         return self._finish(
             record,
-            _S.REJECTED,
+            status,
             payload,
-            reason=_R.BROKER_REJECTED,
-            details=f"order {finding.ticket} closed with nothing filled (state {finding.state})",
+            reason=reason,
+            details=f"order {finding.ticket} expired with nothing filled"
+            if status is _S.EXPIRED
+            else f"order {finding.ticket} closed with nothing filled (state {finding.state})",
             order_id=finding.ticket,
         )
 
@@ -449,16 +440,16 @@ class Reconciler:
         spec: SymbolSpec | None = self.ask("symbol_spec", record.symbol)
         if spec is None:
             raise ReconciliationError(f"symbol {record.symbol} is unknown to the terminal")
-        filled = round(finding.filled_volume, 8)
-        price = finding.vwap if finding.vwap is not None else 0.0
-        pip = pip_size(spec.digits, spec.point, self._config.pip_overrides.get(record.symbol))
-        signed: float | None = None
-        absolute: float | None = None
-        if record.intended_price is not None and price > 0:
-            signed, absolute = slippage_pips(
-                1 if record.direction > 0 else -1, record.intended_price, price, pip
-            )
-        complete = filled >= lots - _VOLUME_EPS
+        summary = summarize_fills(
+            finding.filled_volume,
+            finding.vwap if finding.vwap is not None else 0.0,
+            spec=spec,
+            direction=record.direction,
+            intended_price=record.intended_price,
+            pip_override=self._config.pip_overrides.get(record.symbol),
+        )
+        filled = summary.lots
+        complete = is_complete(filled, lots)
         reason: RejectionReason | None = None
         details: str | None = None
         if not complete:
@@ -469,16 +460,12 @@ class Reconciler:
         return self._finish(
             record,
             _S.FILLED if complete else _S.PARTIALLY_FILLED,
-            {**_finding_payload(finding), "pip_size": pip},
+            {**finding_payload(finding), "pip_size": summary.pip},
             reason=reason,
             details=details,
             broker_time_msc=finding.time_msc,
             order_id=finding.ticket,
-            executed_lots=filled,
-            executed_units=lots_to_units(filled, spec.trade_contract_size),
-            fill_price=round(price, spec.digits + 3),
-            slippage_pips=signed,
-            slippage_abs_pips=absolute,
+            **summary.record_changes(),
             filled_at=self._clock.now(),
         )
 
@@ -632,17 +619,6 @@ def _path(start: ExecutionStatus, goal: ExecutionStatus) -> list[ExecutionStatus
             seen.add(nxt)
             frontier.append([*route, nxt])
     return None
-
-
-def _finding_payload(finding: OrderFinding) -> dict[str, Any]:
-    return {
-        "ticket": finding.ticket,
-        "open": finding.open,
-        "state": finding.state,
-        "filled_volume": finding.filled_volume,
-        "vwap": finding.vwap,
-        "deals": [[d.ticket, d.volume, d.price] for d in finding.deals],
-    }
 
 
 __all__ = ["Reconciler", "RecoveryConfig", "RecoveryReport"]
