@@ -413,7 +413,8 @@ class ExecutionLog(_Frozen):
         return self.model_validate({**self.model_dump(), **changes})
 
     def changes_from(self, previous: ExecutionLog | None) -> dict[str, Any]:
-        """The JSON-ready fields that differ from `previous` (all of them when None)."""
+        """The JSON-ready fields that differ from `previous` (when None: all of them, as a
+        first journal event records them, `journal_created_fields`)."""
         mine = self.model_dump(mode="json")
         if previous is None:
             return journal_created_fields(mine)
