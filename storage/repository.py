@@ -193,13 +193,13 @@ class Repository:
         events = self._events(query)
         return events[0] if events else None
 
-    def non_final(self) -> list[ExecutionLog]:
-        """Executions whose status is not final (crash recovery reconciles these), oldest first."""
-        query = (
-            select(execution_logs)
-            .where(execution_logs.c.status.not_in(_FINAL_VALUES))
-            .order_by(execution_logs.c.created_at, execution_logs.c.execution_id)
-        )
+    def non_final(self, account: str | None = None) -> list[ExecutionLog]:
+        """Executions whose status is not final (crash recovery reconciles these), oldest
+        first; only `account`'s when given (a standby taking one account over)."""
+        query = select(execution_logs).where(execution_logs.c.status.not_in(_FINAL_VALUES))
+        if account is not None:
+            query = query.where(execution_logs.c.account == account)
+        query = query.order_by(execution_logs.c.created_at, execution_logs.c.execution_id)
         return self._logs(query)
 
     def trading_state(self) -> TradingStateRecord | None:

@@ -123,3 +123,13 @@ def test_the_audit_export_filters_by_account(writer: JournalWriter, engine: Engi
     ]
     assert beta_events[-1].payload == {"account": "beta"}
     assert len(list(repo.audit_events(start, end))) == 7
+
+
+def test_the_unfinished_executions_of_one_account(writer: JournalWriter, repo: Repository) -> None:
+    logs = [make_log(n, account="alpha" if n % 2 else "default") for n in range(1, 5)]
+    writer.write_batch([op_for(log, "CREATED") for log in logs])
+    writer.write_batch([op_for(filled(logs[0]))])
+
+    assert [log.execution_id for log in repo.non_final(account="alpha")] == [logs[2].execution_id]
+    assert [log.account for log in repo.non_final(account="default")] == ["default"] * 2
+    assert len(repo.non_final()) == 3
