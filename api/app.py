@@ -19,6 +19,7 @@ from api.config import ApiConfig
 from api.errors import AUTHENTICATED_RESPONSES, install_error_handlers
 from api.middleware import BodySizeLimit, RequestTiming
 from api.routes import audit, console, drills, executions, health, live, metrics, trading
+from core.accounts import Accounts, load_accounts
 
 AUTHENTICATED_ROUTERS = (
     live.router,  # before executions: /executions/stream is no execution id
@@ -35,9 +36,11 @@ def create_app(
     facade: ExecutionFacade,
     tokens: TokenTable | Mapping[str, str],
     config: ApiConfig | None = None,
+    accounts: Accounts | None = None,
 ) -> FastAPI:
     """The HTTP API of `facade`. `tokens` maps bearer token -> role (or is a `TokenTable`);
-    with no tokens every route but `/health` answers 401."""
+    with no tokens every route but `/health` answers 401. `accounts` are those a message may
+    name (default: `load_accounts` of the facade's settings)."""
     config = config or ApiConfig()
     app = FastAPI(
         title="MT5 execution engine",
@@ -53,6 +56,7 @@ def create_app(
         redirect_slashes=False,
     )
     app.state.facade = facade
+    app.state.accounts = accounts if accounts is not None else load_accounts(facade.settings)
     app.state.api_config = config
     app.state.closing = threading.Event()  # set when the server starts shutting down
     app.state.tokens = tokens if isinstance(tokens, TokenTable) else TokenTable(tokens)

@@ -25,6 +25,9 @@ PersistenceError               503     the database cannot take or serve the req
 EngineStoppedError             503     the engine is shutting down
 ActorUnavailableError          503     an actor is dead or did not answer in time
 ReconciliationError            503     recovery could not finish; trading stays halted
+AccountNotOwnedError           307     another instance owns the account: to its
+                               503     advertised URL (EE_ADVERTISE_URL), else 503
+                                       naming the owner
 JournalIntegrityError          500     the audit chain is broken (needs a human)
 any other error                500     a bug; logged with its traceback, not shown
 =============================  ======  ===============================================
@@ -40,12 +43,14 @@ from typing import Any, ClassVar
 import pykka
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.accounts import redirect_for
 from api.schemas import PATTERN_MESSAGES
 from core.errors import (
+    AccountNotOwnedError,
     ActorUnavailableError,
     EngineStoppedError,
     ExecutionEngineError,
@@ -119,6 +124,7 @@ STATUS_BY_ERROR: Sequence[tuple[type[Exception], int]] = (
     (EngineStoppedError, 503),
     (ActorUnavailableError, 503),
     (ReconciliationError, 503),
+    (AccountNotOwnedError, 503),
     (pykka.ActorDeadError, 503),
     (pykka.Timeout, 503),
 )
@@ -168,8 +174,13 @@ DATABASE_UNAVAILABLE = "the database is unavailable; send the request again late
 database (user, host, database name) and the driver's words, which are for the log only."""
 
 
-async def _engine_error(_: Request, exc: Exception) -> JSONResponse:
+async def _engine_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ExecutionEngineError)
+    if isinstance(exc, AccountNotOwnedError):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        redirect = redirect_for(exc, target)
+        if redirect is not None:
+            return redirect
     status = status_of(exc)
     if status >= 500:
         log.error("request failed: %s: %s%s", exc.code, exc.message, _cause(exc))
@@ -251,7 +262,7 @@ def _jsonable(details: Mapping[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in details.items()}
 
 
-Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
+Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from core.accounts import ACCOUNT_NAME_PATTERN, DEFAULT_ACCOUNT
 from core.enums import ExecutionStatus, TradingState
 from core.models import TradingStateRecord
 
@@ -31,10 +33,24 @@ Reason = Annotated[
 SYMBOL_PATTERN = r"^[\x21-\x7e]+$"
 EXECUTION_ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 
+AccountName = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=64,
+        pattern=ACCOUNT_NAME_PATTERN,
+        description="Only this account's, e.g. default (any account the store holds).",
+    ),
+]
+"""The `?account=` filter of the reads; not checked against the accounts file, so that the
+history of an account since removed from it can still be read."""
+
 PATTERN_MESSAGES = {
     REASON_PATTERN: "must be one line without control characters or surrounding spaces",
     SYMBOL_PATTERN: "must be printable ASCII without spaces",
     EXECUTION_ID_PATTERN: "must be letters, digits and _ . : - only",
+    ACCOUNT_NAME_PATTERN: "must be 1-64 ASCII letters, digits and _ . - starting with a "
+    "letter or digit",
 }
 """What each pattern means, for error messages (a regex is no explanation)."""
 
@@ -119,6 +135,7 @@ class ExecutionAccepted(BaseModel):
     rpm_decision_id: str
     status: ExecutionStatus = Field(description="The last committed (not final) status.")
     location: str = Field(description="Path of the execution's resource.")
+    account: str = Field(default=DEFAULT_ACCOUNT, description="The account it trades on.")
 
 
 class HealthOut(BaseModel):
@@ -157,6 +174,7 @@ __all__ = [
     "PATTERN_MESSAGES",
     "REASON_PATTERN",
     "SYMBOL_PATTERN",
+    "AccountName",
     "DrillReport",
     "ExecutionAccepted",
     "FlattenReport",

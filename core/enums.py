@@ -108,6 +108,9 @@ class RejectionReason(StrEnum):
     """Trading is REDUCING and the trade would open (or add to) a position: nothing sent."""
     INVALID_STOPS = "INVALID_STOPS"
     """The stop-loss or take-profit is on the wrong side or inside the symbol's stops level."""
+    UNKNOWN_ACCOUNT = "UNKNOWN_ACCOUNT"
+    """The RPM message names an account this engine does not have (the accounts file):
+    nothing recorded, nothing sent."""
 
 
 class RetcodeClass(StrEnum):

@@ -23,9 +23,12 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     field_validator,
+    model_serializer,
     model_validator,
 )
+from pydantic_core.core_schema import SerializerFunctionWrapHandler
 
+from core.accounts import ACCOUNT_NAME, ACCOUNT_NAME_PATTERN, ACCOUNT_NAME_RULE, DEFAULT_ACCOUNT
 from core.enums import DecisionStatus, ExecutionStatus, LegAction, RejectionReason
 
 MAX_SYMBOL_LENGTH = 32
@@ -229,10 +232,35 @@ class RPMOutput(_FrozenOpen):
         return data
 
     decision: Decision
+    account: str = Field(
+        default=DEFAULT_ACCOUNT,
+        min_length=1,
+        max_length=64,
+        json_schema_extra={"pattern": ACCOUNT_NAME_PATTERN},
+        description="The account to trade on (a name from the accounts file); absent means "
+        f"{DEFAULT_ACCOUNT!r}.",
+    )
     portfolio_state: PortfolioState = Field(default_factory=PortfolioState)
     rpm_version: str | None = Field(default=None, max_length=64)
     model_version: str | None = Field(default=None, max_length=64)
     timestamp: AwareDatetime | None = None
+
+    @field_validator("account")
+    @classmethod
+    def _account_is_a_name(cls, value: str) -> str:
+        if ACCOUNT_NAME.fullmatch(value) is None:
+            raise ValueError(ACCOUNT_NAME_RULE)
+        return value
+
+    @model_serializer(mode="wrap")
+    def _without_default_account(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # The default account is left out of the dump, so that a message naming no account
+        # keeps the payload and fingerprint it had before accounts existed (a repeat sent
+        # across the upgrade is still a repeat), and naming "default" is the same message.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("account") == DEFAULT_ACCOUNT:
+            del data["account"]
+        return data
 
     @property
     def decision_id(self) -> str:
@@ -372,6 +400,9 @@ class ExecutionLog(_Frozen):
     """Broker-server time of the fill (ms), kept apart from the engine's UTC times."""
     legs: tuple[ExecutionLeg, ...] = ()
     """The order_sends of the execution (closes first, then the opening remainder)."""
+    account: str = DEFAULT_ACCOUNT
+    """The account it trades on (`RPMOutput.account`); rows from before accounts: default.
+    Last, so that the audit export's CSV columns before it keep their places."""
 
     @property
     def is_final(self) -> bool:
@@ -382,10 +413,11 @@ class ExecutionLog(_Frozen):
         return self.model_validate({**self.model_dump(), **changes})
 
     def changes_from(self, previous: ExecutionLog | None) -> dict[str, Any]:
-        """The JSON-ready fields that differ from `previous` (all of them when None)."""
+        """The JSON-ready fields that differ from `previous` (when None: all of them, as a
+        first journal event records them, `journal_created_fields`)."""
         mine = self.model_dump(mode="json")
         if previous is None:
-            return mine
+            return journal_created_fields(mine)
         theirs = previous.model_dump(mode="json")
         return {key: value for key, value in mine.items() if theirs.get(key) != value}
 
@@ -405,7 +437,18 @@ class ExecutionLog(_Frozen):
             rejection_details=self.rejection_details,
             rpm_decision_id=self.rpm_decision_id,
             legs=self.legs,
+            account=self.account,
         )
+
+
+def journal_created_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """An execution's JSON fields as its first journal event records them: the default
+    account is left out, so a single-account engine writes the journal it wrote before
+    accounts existed and an old row, which names none, reads the same (`replay_projection`
+    puts `DEFAULT_ACCOUNT` back)."""
+    if fields.get("account") != DEFAULT_ACCOUNT:
+        return fields
+    return {key: value for key, value in fields.items() if key != "account"}
 
 
 class ExecutionConfirmation(_Frozen):
@@ -425,6 +468,7 @@ class ExecutionConfirmation(_Frozen):
     rejection_details: str | None = None
     rpm_decision_id: str | None = None
     legs: tuple[ExecutionLeg, ...] = ()
+    account: str = DEFAULT_ACCOUNT
 
     @classmethod
     def refused(
@@ -433,6 +477,7 @@ class ExecutionConfirmation(_Frozen):
         reason: RejectionReason,
         details: str,
         rpm_decision_id: str | None = None,
+        account: str = DEFAULT_ACCOUNT,
     ) -> ExecutionConfirmation:
         """REJECTED before anything was recorded or sent (the message could not be taken)."""
         return cls(
@@ -448,6 +493,7 @@ class ExecutionConfirmation(_Frozen):
             rejection_reason=reason,
             rejection_details=details,
             rpm_decision_id=rpm_decision_id,
+            account=account,
         )
 
 

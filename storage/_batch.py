@@ -14,7 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.models import ExecutionLog, JournalEvent, TradingStateRecord, canonical_json
+from core.models import (
+    ExecutionLog,
+    JournalEvent,
+    TradingStateRecord,
+    canonical_json,
+    journal_created_fields,
+)
 from storage.journal import AuditKey, chain_hash
 from storage.ops import CHANGES_KEY, TRADING_STATE_KEY, WriteOp
 
@@ -23,6 +29,7 @@ from storage.ops import CHANGES_KEY, TRADING_STATE_KEY, WriteOp
 # every status change was most of an UPDATE's cost).
 _FIXED_FIELDS = frozenset(
     {
+        "account",
         "request_id",
         "rpm_decision_id",
         "client_id",
@@ -225,7 +232,7 @@ def plan_batch(
             first_op.setdefault(execution_id, index)
             if previous is None:
                 state = State.of(op.projection)
-                payload[CHANGES_KEY] = state.all_fields()
+                payload[CHANGES_KEY] = journal_created_fields(state.all_fields())
             else:
                 state, payload[CHANGES_KEY] = previous.then(op.projection)
             changed.setdefault(execution_id, set()).update(payload[CHANGES_KEY])

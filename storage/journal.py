@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, Row, select, true
 
+from core.accounts import DEFAULT_ACCOUNT
 from core.enums import JournalEventType
 from core.errors import ConfigurationError
 from core.models import JournalEvent, canonical_json
@@ -331,7 +332,8 @@ def row_to_event(row: Row[Any]) -> JournalEvent:
 def replay_projection(engine: Engine, batch_size: int = 1000) -> dict[str, dict[str, Any]]:
     """Every execution's state rebuilt from the journal alone, as JSON-ready field dicts.
 
-    Applies each event's ``changes`` in sequence order; the result must equal
+    Applies each event's ``changes`` in sequence order (over the default account, which a
+    first event leaves out); the result must equal
     `ExecutionLog.model_dump(mode="json")` of every `execution_logs` row.
     """
     states: dict[str, dict[str, Any]] = {}
@@ -340,7 +342,10 @@ def replay_projection(engine: Engine, batch_size: int = 1000) -> dict[str, dict[
         for row in rows:
             changes = json.loads(row.payload).get(CHANGES_KEY)
             if changes is not None:
-                states.setdefault(row.execution_id, {}).update(changes)
+                # A first event names the account only when it is not the default one
+                # (`journal_created_fields`), and rows from before accounts name none.
+                state = states.setdefault(row.execution_id, {"account": DEFAULT_ACCOUNT})
+                state.update(changes)
     return states
 
 

@@ -48,11 +48,15 @@ class Repository:
         symbol: str | None = None,
         status: ExecutionStatus | None = None,
         limit: int = 50,
+        account: str | None = None,
     ) -> list[ExecutionLog]:
-        """The newest executions first (by `created_at`, then `execution_id`)."""
+        """The newest executions first (by `created_at`, then `execution_id`); only
+        `account`'s when given."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
         query = select(execution_logs)
+        if account is not None:
+            query = query.where(execution_logs.c.account == account)
         if symbol is not None:
             query = query.where(execution_logs.c.symbol == symbol)
         if status is not None:
@@ -62,19 +66,26 @@ class Repository:
         ).limit(limit)
         return self._logs(query)
 
-    def audit_trail(self, start: datetime, end: datetime) -> Iterator[ExecutionLog]:
-        """Executions created in `[start, end)`, oldest first, fetched in batches.
+    def audit_trail(
+        self, start: datetime, end: datetime, account: str | None = None
+    ) -> Iterator[ExecutionLog]:
+        """Executions created in `[start, end)`, oldest first, fetched in batches; only
+        `account`'s when given.
 
         The range is checked at once; rows are read only as the caller iterates.
         """
         _check_range(start, end)
-        return self._stream_logs(start, end)
+        return self._stream_logs(start, end, account)
 
-    def _stream_logs(self, start: datetime, end: datetime) -> Iterator[ExecutionLog]:
+    def _stream_logs(
+        self, start: datetime, end: datetime, account: str | None
+    ) -> Iterator[ExecutionLog]:
         created, key = execution_logs.c.created_at, execution_logs.c.execution_id
         after: tuple[datetime, str] | None = None
         while True:
             query = select(execution_logs).where(created >= start, created < end)
+            if account is not None:
+                query = query.where(execution_logs.c.account == account)
             if after is not None:
                 query = query.where(
                     or_(created > after[0], and_(created == after[0], key > after[1]))
@@ -86,17 +97,34 @@ class Repository:
                 return
             after = (batch[-1].created_at, batch[-1].execution_id)
 
-    def audit_events(self, start: datetime, end: datetime) -> Iterator[JournalEvent]:
+    def audit_events(
+        self, start: datetime, end: datetime, account: str | None = None
+    ) -> Iterator[JournalEvent]:
         """Journal events whose engine time is in `[start, end)`, in sequence order.
 
+        With `account`: the events of that account's executions, and the engine-wide events
+        that name that account or none (a firm-wide halt concerns every account).
         The range is checked at once; rows are read only as the caller iterates.
         """
         _check_range(start, end)
-        return self._stream_events(start, end)
+        return self._stream_events(start, end, account)
 
-    def _stream_events(self, start: datetime, end: datetime) -> Iterator[JournalEvent]:
+    def _stream_events(
+        self, start: datetime, end: datetime, account: str | None
+    ) -> Iterator[JournalEvent]:
         engine_time = execution_events.c.engine_time_us
         in_range = and_(engine_time >= utc_micros(start), engine_time < utc_micros(end))
+        if account is not None:
+            executions = select(execution_logs.c.execution_id).where(
+                execution_logs.c.account == account
+            )
+            in_range = and_(
+                in_range,
+                or_(
+                    execution_events.c.execution_id.is_(None),
+                    execution_events.c.execution_id.in_(executions),
+                ),
+            )
         after = 0
         while True:
             query = (
@@ -106,7 +134,9 @@ class Repository:
                 .limit(self._batch_size)
             )
             batch = self._events(query)
-            yield from batch
+            # Engine-wide rows keep the account in their payload (a JSON text column): they
+            # are few, so they are told apart here rather than in SQL on both databases.
+            yield from (event for event in batch if _concerns(event, account))
             if len(batch) < self._batch_size:
                 return
             after = batch[-1].sequence
@@ -163,13 +193,13 @@ class Repository:
         events = self._events(query)
         return events[0] if events else None
 
-    def non_final(self) -> list[ExecutionLog]:
-        """Executions whose status is not final (crash recovery reconciles these), oldest first."""
-        query = (
-            select(execution_logs)
-            .where(execution_logs.c.status.not_in(_FINAL_VALUES))
-            .order_by(execution_logs.c.created_at, execution_logs.c.execution_id)
-        )
+    def non_final(self, account: str | None = None) -> list[ExecutionLog]:
+        """Executions whose status is not final (crash recovery reconciles these), oldest
+        first; only `account`'s when given (a standby taking one account over)."""
+        query = select(execution_logs).where(execution_logs.c.status.not_in(_FINAL_VALUES))
+        if account is not None:
+            query = query.where(execution_logs.c.account == account)
+        query = query.order_by(execution_logs.c.created_at, execution_logs.c.execution_id)
         return self._logs(query)
 
     def trading_state(self) -> TradingStateRecord | None:
@@ -226,6 +256,14 @@ class Repository:
             raise PersistenceUnavailableError(
                 f"read from {redact_url(str(self._engine.url))} failed: {type(exc).__name__}"
             ) from exc
+
+
+def _concerns(event: JournalEvent, account: str | None) -> bool:
+    """Whether `event` belongs in `account`'s export (an execution's event was picked in SQL)."""
+    if account is None or event.execution_id is not None:
+        return True
+    named = event.payload.get("account")
+    return named is None or named == account
 
 
 def _check_range(start: datetime, end: datetime) -> None:

@@ -25,9 +25,11 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from core.accounts import DEFAULT_ACCOUNT
 from core.enums import ExecutionStatus, TradingState
 from core.models import ExecutionLog
 
@@ -135,6 +137,10 @@ class ExecutionLogRow(Base):
     broker_time_msc: Mapped[int | None] = mapped_column(BigInteger)
     legs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     """The execution's order_sends (`core.models.ExecutionLeg`), as JSON."""
+    account: Mapped[str] = mapped_column(
+        String(64), index=True, server_default=text(f"'{DEFAULT_ACCOUNT}'")
+    )
+    """Added by migration 0006: every row written before it is the default account's."""
 
 
 class ExecutionEventRow(Base):

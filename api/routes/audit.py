@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 from api.blocking import run_blocking
 from api.deps import FacadeDep, ViewerDep
 from api.errors import ErrorBody
+from api.schemas import AccountName
 from core.errors import InvalidRequestError
 from core.models import ExecutionLog
 
@@ -65,6 +66,7 @@ async def audit_trail(
     format: Annotated[  # the seeds' name for it, though it shadows a builtin
         Literal["json", "csv"], Query(description="json (an array) or csv")
     ] = "json",
+    account: AccountName = None,
 ) -> StreamingResponse:
     start, end = _utc(start_date), _utc(end_date)
     if end < start:
@@ -75,7 +77,7 @@ async def audit_trail(
     # worker threads Starlette iterates a synchronous body in. The first batch is read
     # before the answer starts, so that a database outage is a 503 with an error body, not
     # a 200 whose body breaks off.
-    rows = iter(facade.iter_audit_trail(start, end))
+    rows = iter(facade.repository.audit_trail(start, end, account))
     first = await run_blocking(next, rows, None)
     records: Iterable[ExecutionLog] = chain([first], rows) if first is not None else ()
     stamp = f"{start:%Y%m%dT%H%M%SZ}-{end:%Y%m%dT%H%M%SZ}"

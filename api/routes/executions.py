@@ -9,11 +9,12 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 
 from actors.facade import ExecutionFacade
+from api.accounts import AccountsDep, check_account
 from api.blocking import read_storage, run_blocking, wait_for
 from api.config import MAX_EXECUTE_WAIT_SECONDS, MAX_HISTORY_LIMIT
 from api.deps import ConfigDep, FacadeDep, TraderDep, ViewerDep, WaitersDep
 from api.errors import ErrorBody
-from api.schemas import EXECUTION_ID_PATTERN, SYMBOL_PATTERN, ExecutionAccepted
+from api.schemas import EXECUTION_ID_PATTERN, SYMBOL_PATTERN, AccountName, ExecutionAccepted
 from core.enums import ExecutionStatus
 from core.errors import (
     ActorUnavailableError,
@@ -46,7 +47,10 @@ _RECORD_GRACE_SECONDS = 5.0
     responses={
         202: {"model": ExecutionAccepted, "description": "Not final within the wait; poll it."},
         409: {"model": ErrorBody, "description": "Decision id reused with another payload."},
-        422: {"model": ErrorBody, "description": "Invalid RPM message (names the field)."},
+        422: {
+            "model": ErrorBody,
+            "description": "Invalid RPM message (names the field), or an unknown account.",
+        },
         503: {"model": ErrorBody, "description": "Database or engine unavailable."},
     },
 )
@@ -55,6 +59,7 @@ async def execute(
     facade: FacadeDep,
     config: ConfigDep,
     waiters: WaitersDep,
+    accounts: AccountsDep,
     _: TraderDep,
     wait: Annotated[
         float | None,
@@ -69,7 +74,9 @@ async def execute(
     """Run the RPM's decision through the engine. Answers 200 with the confirmation once the
     execution is final (FILLED, PARTIALLY_FILLED, REJECTED or EXPIRED: a rejection is a
     result, not an error), or 202 with its id if it is still in flight after the wait.
-    Idempotent on `decision.decision_id`: a repeat answers the same execution."""
+    Idempotent on `decision.decision_id`: a repeat answers the same execution. `account`
+    (absent: default) must be one of the engine's accounts: 422 naming it otherwise."""
+    check_account(accounts, rpm.account)
     future = await run_blocking(facade.submit, rpm)
     limit = config.execute_wait_seconds if wait is None else min(wait, config.execute_wait_seconds)
     confirmation = await wait_for(future, limit, waiters)
@@ -81,6 +88,7 @@ async def execute(
         rpm_decision_id=record.rpm_decision_id,
         status=record.status,
         location=f"/executions/{record.execution_id}",
+        account=record.account,
     )
     return JSONResponse(
         accepted.model_dump(mode="json"), status_code=202, headers={"Location": accepted.location}
@@ -155,5 +163,10 @@ async def history(
     limit: Annotated[
         int, Query(ge=1, le=MAX_HISTORY_LIMIT, description="How many, newest first.")
     ] = 50,
+    account: AccountName = None,
 ) -> list[ExecutionLog]:
-    return await read_storage(facade.metrics, facade.get_execution_history, symbol, status, limit)
+    # Straight to the repository: the facade's history takes no account yet (and a read
+    # works on any instance, whichever owns the account).
+    return await read_storage(
+        facade.metrics, facade.repository.history, symbol, status, limit, account
+    )

@@ -42,9 +42,23 @@ def test_a_new_execution_is_an_insert_with_every_field_as_its_changes() -> None:
     plan = plan_batch([_created(1)], 0, GENESIS_HASH, {})
 
     assert [(state.log, index) for state, index in plan.writes.inserts] == [(make_log(1), 0)]
-    assert plan.events[0].payload["changes"] == make_log(1).model_dump(mode="json")
+    # Every field but the default account, which a first event leaves out (as before accounts).
+    expected = make_log(1).model_dump(mode="json")
+    assert expected.pop("account") == "default"
+    assert plan.events[0].payload["changes"] == expected
     assert not plan.writes.updates
     assert not plan.writes.full_updates
+
+
+def test_a_new_execution_of_another_account_names_it_in_its_changes() -> None:
+    log = make_log(1).evolve(account="alpha")
+    op = WriteOp(log.execution_id, E.EXECUTION_CREATED, {}, 1, projection=log, creates=True)
+
+    plan = plan_batch([op], 0, GENESIS_HASH, {})
+
+    assert plan.events[0].payload["changes"] == log.model_dump(mode="json")
+    assert plan.events[0].payload["changes"]["account"] == "alpha"
+    assert plan.writes.inserts[0][0].row_values()["account"] == "alpha"
 
 
 def test_a_held_execution_is_updated_with_only_what_changed() -> None:

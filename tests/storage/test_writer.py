@@ -47,7 +47,7 @@ def test_batch_appends_chained_events_and_projections(
     assert events[0].prev_hash == GENESIS_HASH
     assert events[1].prev_hash == events[0].hash
     assert (writer.last_sequence, writer.last_hash) == (2, events[1].hash)
-    assert events[0].payload == {"source": "rpm", "changes": log.model_dump(mode="json")}
+    assert events[0].payload == {"source": "rpm", "changes": log.changes_from(None)}
     assert "changes" not in events[1].payload
     assert repo.get_execution(log.execution_id) == log
     assert repo.events_for(log.execution_id) == [events[0]]
