@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from actors.messages import OrderFinding, SymbolSpec
 from actors.persistence import write_and_wait
 from core.clock import Clock, utc_micros
-from core.enums import ExecutionStatus, RejectionReason
+from core.enums import ExecutionStatus, JournalEventType, RejectionReason
 from core.errors import PersistenceUnavailableError, ReconciliationError
 from core.models import ExecutionLog
 from core.rules.settlement import VOLUME_EPS, is_complete, summarize_fills
@@ -147,7 +147,7 @@ class LateAppearances:
         }
         op = WriteOp(
             execution_id=record.execution_id,
-            event_type="RECONCILE_CORRECTION",
+            event_type=JournalEventType.RECONCILE_CORRECTION,
             payload=payload,
             engine_time_us=utc_micros(corrected.updated_at),
             broker_time_msc=finding.time_msc,

@@ -27,7 +27,7 @@ import pykka
 
 from actors.persistence import write_and_wait
 from core.clock import Clock, utc_micros
-from core.enums import ExecutionStatus, PositionScope
+from core.enums import ExecutionStatus, JournalEventType, PositionScope
 from core.errors import TerminalNotReadyError
 from core.models import ExecutionConfirmation, ExecutionLog
 from core.rules.positions import OpenPosition
@@ -35,8 +35,8 @@ from storage.writer import WriteOp
 
 log = logging.getLogger(__name__)
 
-FLATTEN = "FLATTEN"
-FLATTEN_DONE = "FLATTEN_DONE"
+FLATTEN = JournalEventType.FLATTEN
+FLATTEN_DONE = JournalEventType.FLATTEN_DONE
 RPM_VERSION = "engine-flatten"
 """`rpm_version` of the closes a flatten makes: they are the engine's, not the RPM's."""
 

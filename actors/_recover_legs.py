@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from actors.messages import OrderFinding, SendTrace, SymbolSpec
-from core.enums import ExecutionStatus, RejectionReason
+from core.enums import ExecutionStatus, JournalEventType, RejectionReason
 from core.errors import ReconciliationError
 from core.models import ExecutionLeg, ExecutionLog
 from core.rules.settlement import VOLUME_EPS, is_complete, leg_status, summarize_fills
@@ -65,12 +65,12 @@ def _settle_in_flight(
         proof = rec.absence_proof(record, trace)
         if proof is None:
             return None
-        rec.journal(record, "RECOVERED_LEG_ABSENT", {"leg": leg.index, **proof})
+        rec.journal(record, JournalEventType.RECOVERED_LEG_ABSENT, {"leg": leg.index, **proof})
         return leg.model_copy(update={"status": "NOT_SENT"})
     claimed.add(finding.ticket)
     rec.journal(
         record,
-        "RECOVERED_LEG_FOUND",
+        JournalEventType.RECOVERED_LEG_FOUND,
         {"leg": leg.index, "ticket": finding.ticket, "filled_volume": finding.filled_volume},
     )
     if finding.open:

@@ -24,6 +24,7 @@ from actors.alerts import Alerts
 from actors.kill_switch import TradingSwitch
 from actors.metrics import EngineMetrics
 from core.clock import Clock
+from core.enums import JournalEventType
 from core.errors import ReconciliationError, TicketConflictError
 
 log = logging.getLogger(__name__)
@@ -199,7 +200,7 @@ class Watchdog:
             return
         log.error("%s (seen: %s)", reason, seen or "-")
         self.identity_error = reason
-        self._journal("TERMINAL_REFUSED", {"reason": reason, "seen": seen})
+        self._journal(JournalEventType.TERMINAL_REFUSED, {"reason": reason, "seen": seen})
         self._wake()
 
     def journal_result(self, exc: BaseException | None) -> None:

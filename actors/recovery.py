@@ -51,7 +51,7 @@ from actors._shared import MarginBook
 from actors.messages import OrderFinding, Preflight, SendOutcome, SendTrace, SymbolSpec
 from actors.persistence import write_and_wait
 from core.clock import Clock, utc_micros
-from core.enums import TRANSITIONS, ExecutionStatus, RejectionReason
+from core.enums import TRANSITIONS, ExecutionStatus, JournalEventType, RejectionReason
 from core.errors import ReconciliationError
 from core.models import ExecutionLeg, ExecutionLog
 from core.rules import SendFate, absence_proven, reconcile_backoff, retcode_name
@@ -325,7 +325,7 @@ class Reconciler:
         if finding is None:
             return self._absent(record, trace)
         claimed.add(finding.ticket)
-        self._journal(record, "RECOVERED_FOUND", finding_payload(finding))
+        self._journal(record, JournalEventType.RECOVERED_FOUND, finding_payload(finding))
         removed = False
         if finding.open:
             finding = self._remove(record, finding, lots)
@@ -388,7 +388,7 @@ class Reconciler:
         outcome: SendOutcome = self.ask("remove_order", finding.ticket)
         self._journal(
             record,
-            "ORDER_REMOVE_REQUESTED",
+            JournalEventType.ORDER_REMOVE_REQUESTED,
             {
                 "ticket": finding.ticket,
                 "retcode": outcome.retcode,
@@ -517,12 +517,12 @@ class Reconciler:
         current = record
         for step in path[:-1]:
             current = self._commit(
-                current, step, "RECOVERY_STEP", {}, order_id=changes.get("order_id")
+                current, step, JournalEventType.RECOVERY_STEP, {}, order_id=changes.get("order_id")
             )
         final = self._commit(
             current,
             status,
-            f"RECOVERED_{status.value}",
+            JournalEventType.recovered(status),
             {**payload, "reason": reason.value if reason else None, "details": details},
             broker_time_msc=broker_time_msc,
             rejection_reason=reason,

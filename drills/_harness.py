@@ -22,7 +22,7 @@ from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from core.enums import FINAL_STATUSES
+from core.enums import FINAL_STATUSES, JournalEventType
 from core.errors import ConfigurationError
 from core.models import ExecutionLog
 from core.settings import Settings, load_settings
@@ -285,7 +285,7 @@ def read_store(engine: Engine, prefix: str) -> StoreView:
             eid
             for (eid,) in connection.execute(
                 select(execution_events.c.execution_id)
-                .where(execution_events.c.event_type == "SUBMITTING")
+                .where(execution_events.c.event_type == JournalEventType.SUBMITTING)
                 .distinct()
             )
         }
