@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from actors._dispatcher import Dispatcher
 from actors._flatten import FlattenPorts, flatten
 from actors._legs import PositionClaims
+from actors._recovery_report import RecoveryReport
 from actors._scheduler import Scheduler
 from actors._shared import MarginBook
 from actors.broker import BrokerConfig
@@ -35,7 +36,6 @@ from actors.messages import NewExecution
 from actors.metrics import EngineMetrics
 from actors.order import OrderConfig, OrderContext
 from actors.persistence import StoredDecisions
-from actors.recovery import RecoveryReport
 from actors.supervisor import Supervisor
 from core.clock import Clock, SystemClock
 from core.enums import ExecutionStatus, RejectionReason

@@ -38,6 +38,7 @@ from actors._children import Child, Children, ChildState, RestartWindow
 from actors._failures import is_own_failure
 from actors._order_registry import OrderRegistry
 from actors._orphans import BackgroundRecovery
+from actors._recovery_report import RecoveryReport
 from actors._scheduler import Scheduler
 from actors._shared import MarginBook
 from actors._supervised import (
@@ -60,7 +61,6 @@ from actors.messages import NewExecution, Rewatch
 from actors.metrics import EngineMetrics
 from actors.order import OrderContext
 from actors.probe import EngineFaults, EngineProbe
-from actors.recovery import RecoveryReport
 from core.clock import Clock
 from core.enums import JournalEventType
 from core.errors import PersistenceError
