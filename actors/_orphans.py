@@ -33,8 +33,8 @@ from actors.recovery import Reconciler
 from core.clock import Clock, utc_micros
 from core.errors import PersistenceError, ReconciliationError
 from core.settings import Settings
+from storage.ops import WriteOp
 from storage.repository import Repository
-from storage.writer import WriteOp
 
 log = logging.getLogger(__name__)
 

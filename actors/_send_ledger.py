@@ -19,7 +19,7 @@ import itertools
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from actors.messages import SendTrace
+from core.records import SendTrace
 from core.rules.reconcile import SendFate
 
 _INCARNATIONS = itertools.count(1)

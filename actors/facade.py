@@ -34,7 +34,7 @@ from actors._shared import MarginBook
 from actors.broker import BrokerConfig
 from actors.messages import NewExecution
 from actors.metrics import EngineMetrics
-from actors.order import OrderConfig, OrderContext
+from actors.order import OrderContext
 from actors.persistence import StoredDecisions
 from actors.supervisor import Supervisor
 from core.clock import Clock, SystemClock
@@ -46,6 +46,7 @@ from core.errors import (
     InvalidRequestError,
     TradingHaltedError,
 )
+from core.execution import OrderConfig
 from core.ids import IdSource, UuidIds
 from core.models import (
     DECISION_ID,

@@ -27,19 +27,14 @@ from core.errors import ConfigurationError
 from core.models import ExecutionLog
 from core.settings import Settings, load_settings
 from storage.db import create_db_engine, redact_url
-from storage.journal import verify_chain
+from storage.journal import replay_projection, verify_chain
 from storage.schema import execution_events, execution_logs, row_to_log
 from storage.scratch import scratch_database_at
-from storage.writer import replay_projection
 
 Progress = Callable[[str], None]
 
 SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY")
 _FINAL = frozenset(s.value for s in FINAL_STATUSES)
-
-
-def quiet(_: str) -> None:
-    """The default progress sink: says nothing."""
 
 
 def drill_settings(magic: int, **overrides: Any) -> Settings:
