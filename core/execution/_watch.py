@@ -22,7 +22,7 @@ from core.execution.effects import (
 from core.execution.events import Halted, LookedUp, LookFailed, RemovalChecked, Removed, Traced
 from core.execution.state import Phase, Removal, Stage
 from core.records import OrderFinding, SendTrace
-from core.rules import SendFate, absence_proven, reconcile_backoff
+from core.rules import SendFate, absence_proven, measure_absence, reconcile_backoff
 from core.rules.settlement import VOLUME_EPS, closed_unfilled, finding_payload
 
 _S = ExecutionStatus
@@ -262,18 +262,11 @@ def _absent(r: Run, trace: SendTrace) -> None:
 
 
 def _measure(r: Run, trace: SendTrace) -> tuple[float, bool]:
-    """(seconds waited, fenced), as `actors._send_ledger.AbsenceClock.measure`: from when
-    order_send started; a send this BrokerActor never saw from the first lookup that met
-    it, fenced by a send that started after that lookup."""
-    now = r.now.mono
-    if trace.fate is SendFate.UNKNOWN:
-        base = r.s.absence_base
-        if base is None or base[0] != trace.broker:
-            base = (trace.broker, trace.seq, now)
-            r.set(absence_base=base)
-        return now - base[2], trace.fence > base[1]
-    started = trace.started_mono if trace.started_mono is not None else now
-    return now - started, trace.fence > trace.seq
+    """(seconds waited, fenced): the same measure as crash recovery's (`measure_absence`)."""
+    waited, fenced, base = measure_absence(trace, r.now.mono, r.s.absence_base)
+    if base != r.s.absence_base:
+        r.set(absence_base=base)
+    return waited, fenced
 
 
 def _look_again(r: Run) -> None:
