@@ -23,17 +23,18 @@ import pykka
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from actors.messages import OrderFinding, SymbolSpec
+from actors._broker_calls import BrokerCalls
 from actors.persistence import write_and_wait
 from core.clock import Clock, utc_micros
-from core.enums import ExecutionStatus, RejectionReason
-from core.errors import PersistenceUnavailableError, ReconciliationError
+from core.enums import ExecutionStatus, JournalEventType, RejectionReason
+from core.errors import PersistenceUnavailableError
 from core.models import ExecutionLog
+from core.records import OrderFinding
 from core.rules.settlement import VOLUME_EPS, is_complete, summarize_fills
+from storage.ops import WriteOp
 from storage.repository import Repository
 from storage.schema import execution_logs
 from storage.tickets import claimed_tickets
-from storage.writer import WriteOp
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class LateAppearances:
 
     def __init__(
         self,
-        ask: Callable[..., Any],
+        broker: BrokerCalls,
         persistence: Callable[[], pykka.ActorRef[Any]],
         repository: Repository,
         db: Engine,
@@ -57,7 +58,7 @@ class LateAppearances:
         pip_overrides: dict[str, float],
         on_correction: Callable[[], None] | None = None,
     ) -> None:
-        self._ask = ask
+        self._broker = broker
         self._persistence = persistence
         self._repository = repository
         self._db = db
@@ -73,7 +74,7 @@ class LateAppearances:
         settled = self._settled_without_order(since)
         if not settled:
             return []
-        present: dict[str, int] = self._ask("our_client_ids", since)
+        present = self._broker.our_client_ids(since)
         late = [(i, present[c]) for i, c in settled if c in present]
         if not late:
             return []
@@ -117,11 +118,11 @@ class LateAppearances:
 
     def _correct(self, record: ExecutionLog, ticket: int) -> ExecutionLog:
         lots = record.intended_lots or 0.0
-        finding: OrderFinding = self._ask("query_order", ticket, lots)
+        finding = self._broker.query_order(ticket, lots)
         removed = False
         if finding.open:
-            self._ask("remove_order", ticket)  # nobody owns it: it must not keep working
-            finding = self._ask("query_order", ticket, lots)
+            self._broker.remove_order(ticket)  # nobody owns it: it must not keep working
+            finding = self._broker.query_order(ticket, lots)
             removed = True
         changes: dict[str, Any] = {"order_id": ticket}
         filled = round(finding.filled_volume, 8)
@@ -147,7 +148,7 @@ class LateAppearances:
         }
         op = WriteOp(
             execution_id=record.execution_id,
-            event_type="RECONCILE_CORRECTION",
+            event_type=JournalEventType.RECONCILE_CORRECTION,
             payload=payload,
             engine_time_us=utc_micros(corrected.updated_at),
             broker_time_msc=finding.time_msc,
@@ -171,13 +172,10 @@ class LateAppearances:
     def _fill(
         self, record: ExecutionLog, finding: OrderFinding, lots: float, filled: float
     ) -> dict[str, Any]:
-        spec: SymbolSpec | None = self._ask("symbol_spec", record.symbol)
-        if spec is None:
-            raise ReconciliationError(f"symbol {record.symbol} is unknown to the terminal")
         summary = summarize_fills(
             filled,
             finding.vwap if finding.vwap is not None else 0.0,
-            spec=spec,
+            spec=self._broker.symbol_spec(record.symbol),
             direction=record.direction,
             intended_price=record.intended_price,
             pip_override=self._pips.get(record.symbol),

@@ -25,18 +25,19 @@ from typing import Any
 
 import pykka
 
+from actors.broker import BrokerProxy
 from actors.persistence import write_and_wait
 from core.clock import Clock, utc_micros
-from core.enums import ExecutionStatus, PositionScope
+from core.enums import ExecutionStatus, JournalEventType, PositionScope
 from core.errors import TerminalNotReadyError
 from core.models import ExecutionConfirmation, ExecutionLog
 from core.rules.positions import OpenPosition
-from storage.writer import WriteOp
+from storage.ops import WriteOp
 
 log = logging.getLogger(__name__)
 
-FLATTEN = "FLATTEN"
-FLATTEN_DONE = "FLATTEN_DONE"
+FLATTEN = JournalEventType.FLATTEN
+FLATTEN_DONE = JournalEventType.FLATTEN_DONE
 RPM_VERSION = "engine-flatten"
 """`rpm_version` of the closes a flatten makes: they are the engine's, not the RPM's."""
 
@@ -45,7 +46,7 @@ RPM_VERSION = "engine-flatten"
 class FlattenPorts:
     """What a flatten uses of the engine (passed in, so the module stays small)."""
 
-    broker: Callable[[], Any]
+    broker: Callable[[], BrokerProxy]
     persistence: Callable[[], pykka.ActorRef[Any]]
     submit: Callable[[dict[str, Any]], pykka.Future[ExecutionConfirmation]]
     non_final: Callable[[], Sequence[ExecutionLog]]
@@ -165,7 +166,7 @@ def _close_message(
     }
 
 
-def _contract_sizes(broker: Any, symbols: set[str], timeout: float) -> dict[str, float]:
+def _contract_sizes(broker: BrokerProxy, symbols: set[str], timeout: float) -> dict[str, float]:
     sizes: dict[str, float] = {}
     for symbol in sorted(symbols):
         spec = broker.symbol_spec(symbol).get(timeout=timeout)
@@ -226,7 +227,7 @@ def _position_row(position: OpenPosition) -> dict[str, Any]:
     }
 
 
-def _profits(broker: Any, tickets: list[int], timeout: float) -> dict[int, float]:
+def _profits(broker: BrokerProxy, tickets: list[int], timeout: float) -> dict[int, float]:
     """Realized P&L per closed position, where its closing deals report `profit`."""
     if not tickets:
         return {}
@@ -237,7 +238,7 @@ def _profits(broker: Any, tickets: list[int], timeout: float) -> dict[int, float
     return found
 
 
-def _journal(ports: FlattenPorts, event_type: str, payload: dict[str, Any]) -> None:
+def _journal(ports: FlattenPorts, event_type: JournalEventType, payload: dict[str, Any]) -> None:
     op = WriteOp(
         execution_id=None,
         event_type=event_type,

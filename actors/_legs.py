@@ -1,6 +1,6 @@
 """Position volume that executions in flight are closing, shared by all of them.
 
-The pure leg rules live in `core.rules.legs` (re-exported here for their older users).
+The pure leg rules live in `core.rules.legs`.
 """
 
 from __future__ import annotations
@@ -12,14 +12,6 @@ from dataclasses import replace
 from core.enums import LegAction
 from core.records import Preflight
 from core.rules import Denied
-from core.rules.legs import (
-    leg_client_id,
-    leg_fills,
-    make_legs,
-    plan_trade,
-    replace_leg,
-    trade_mode_refusal,
-)
 from core.rules.positions import PositionPlan
 
 _VOLUME_EPS = 1e-9
@@ -86,12 +78,4 @@ class PositionClaims:
                 del self._claims[key]
 
 
-__all__ = [
-    "PositionClaims",
-    "leg_client_id",
-    "leg_fills",
-    "make_legs",
-    "plan_trade",
-    "replace_leg",
-    "trade_mode_refusal",
-]
+__all__ = ["PositionClaims"]

@@ -15,8 +15,8 @@ from actors._broker_cache import TickAges, WindowCache
 from actors._broker_config import BrokerConfig
 from actors._positions import PositionReads
 from actors._terminal_link import TerminalLink
-from actors.messages import Preflight, Quote, SymbolSpec
 from core.clock import Clock
+from core.records import Preflight, Quote, SymbolSpec
 from core.rules import choose_filling
 from core.rules.retcodes import TRADE_RETCODE_MARKET_CLOSED
 from terminals.constants import (

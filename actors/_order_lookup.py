@@ -12,9 +12,9 @@ from typing import Any
 from actors._broker_config import BrokerConfig
 from actors._send_ledger import SendLedger
 from actors._terminal_link import TerminalLink
-from actors.messages import Deal, OrderFinding, SendTrace
 from core.clock import Clock
 from core.errors import ReconciliationError
+from core.records import Deal, OrderFinding, SendTrace
 from core.rules.retcodes import RES_S_OK
 from terminals.constants import (
     ORDER_STATE_PLACED,

@@ -17,13 +17,14 @@ import pykka
 
 from actors._reply import Call, ToActor
 from actors.broker import SendRequest
-from actors.messages import OrderFinding, SendOutcome, Write
+from actors.messages import Write
 from core.enums import RetcodeClass
 from core.errors import PersistenceError, PersistenceUnavailableError, ReconciliationError
 from core.execution import Trading
 from core.execution import effects as fx
 from core.execution import events as ev
-from storage.writer import WriteOp
+from core.records import OrderFinding, SendOutcome
+from storage.ops import WriteOp
 
 Request = (
     fx.Commit

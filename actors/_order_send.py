@@ -18,10 +18,10 @@ from actors._positions import PositionReads
 from actors._send_ledger import SendLedger
 from actors._terminal_link import IPC_ERRORS, TerminalLink
 from actors.kill_switch import TradingSwitch
-from actors.messages import SendOutcome, SymbolSpec
 from core.clock import Clock
 from core.enums import RetcodeClass
 from core.models import ExecutionRequest
+from core.records import SendOutcome, SymbolSpec
 from core.rules import (
     SYMBOL_TRADE_EXECUTION_INSTANT,
     SYMBOL_TRADE_EXECUTION_REQUEST,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pykka
@@ -21,18 +21,20 @@ from sqlalchemy import Engine
 
 from actors._corrections import LateAppearances
 from actors._order_registry import OrderRegistry
+from actors._recovery_report import RecoveryConfig, RecoveryReport
 from actors._shared import MarginBook
 from actors._supervisor_config import SupervisorConfig
 from actors.alerts import Alerts
+from actors.broker import BrokerProxy
 from actors.kill_switch import KillSwitch
 from actors.metrics import EngineMetrics
 from actors.persistence import write_and_wait
-from actors.recovery import Reconciler, RecoveryConfig, RecoveryReport
+from actors.recovery import Reconciler
 from core.clock import Clock, utc_micros
 from core.errors import PersistenceError, ReconciliationError
 from core.settings import Settings
+from storage.ops import WriteOp
 from storage.repository import Repository
-from storage.writer import WriteOp
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ class BackgroundRecovery:
         config: SupervisorConfig,
         settings: Settings,
         clock: Clock,
-        broker: Callable[[], Any],
+        broker: Callable[[], BrokerProxy],
         persistence: Callable[[], pykka.ActorRef[Any]],
         repository: Repository,
         db: Engine,
@@ -75,7 +77,7 @@ class BackgroundRecovery:
             on_unknown=metrics.unknown if metrics is not None else None,
         )
         self._late = LateAppearances(
-            self.reconciler.ask,
+            self.reconciler.broker,
             persistence,
             repository,
             db,
@@ -166,7 +168,7 @@ class BackgroundRecovery:
         self,
         execution_ids: list[str],
         when: str,
-        present: Callable[[], Any] | None = None,
+        present: Callable[[], Mapping[str, int]] | None = None,
     ) -> RecoveryReport:
         """One reconciliation pass (`wait=False`), alerting on failures; `present` first asks
         the terminal which client ids it has orders for (None: each looks itself up)."""

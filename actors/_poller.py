@@ -16,7 +16,8 @@ from typing import Any
 import pykka
 
 from actors._scheduler import Handle, Scheduler
-from actors.messages import FillUpdate, OrderFinding
+from actors.messages import FillUpdate
+from core.records import OrderFinding
 
 
 @dataclass(slots=True)

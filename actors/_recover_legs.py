@@ -14,11 +14,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from actors.messages import OrderFinding, SendTrace, SymbolSpec
-from core.enums import ExecutionStatus, RejectionReason
-from core.errors import ReconciliationError
+from actors._recover_order import find, remove
+from core.enums import ExecutionStatus, JournalEventType, RejectionReason
 from core.models import ExecutionLeg, ExecutionLog
-from core.rules.settlement import VOLUME_EPS, is_complete, leg_status, summarize_fills
+from core.rules.settlement import (
+    VOLUME_EPS,
+    fills_vwap,
+    is_complete,
+    leg_status,
+    summarize_fills,
+)
 
 if TYPE_CHECKING:
     from actors.recovery import Reconciler
@@ -46,35 +51,31 @@ def settle_legs(rec: Reconciler, record: ExecutionLog, claimed: set[int]) -> Exe
 def _settle_in_flight(
     rec: Reconciler, record: ExecutionLog, leg: ExecutionLeg, claimed: set[int]
 ) -> ExecutionLeg | None:
-    trace: SendTrace = rec.ask("send_trace", leg.client_id)
-    finding: OrderFinding | None = None
-    if leg.order_id:
-        by_ticket: OrderFinding = rec.ask("query_order", leg.order_id, leg.volume)
-        finding = by_ticket if by_ticket.found else None
-    if finding is None:
-        finding = rec.ask(
-            "find_order",
-            client_id=leg.client_id,
-            symbol=record.symbol,
-            direction=1 if record.direction > 0 else -1,
-            lots=leg.volume,
-            since=record.submitted_at or record.created_at,
-            exclude=sorted(claimed),
-        )
+    trace = rec.broker.send_trace(leg.client_id)
+    finding = find(
+        rec,
+        record,
+        ticket=leg.order_id,
+        client_id=leg.client_id,
+        lots=leg.volume,
+        exclude=claimed,
+    )
     if finding is None:
         proof = rec.absence_proof(record, trace)
         if proof is None:
             return None
-        rec.journal(record, "RECOVERED_LEG_ABSENT", {"leg": leg.index, **proof})
+        rec.writer.journal(
+            record, JournalEventType.RECOVERED_LEG_ABSENT, {"leg": leg.index, **proof}
+        )
         return leg.model_copy(update={"status": "NOT_SENT"})
     claimed.add(finding.ticket)
-    rec.journal(
+    rec.writer.journal(
         record,
-        "RECOVERED_LEG_FOUND",
+        JournalEventType.RECOVERED_LEG_FOUND,
         {"leg": leg.index, "ticket": finding.ticket, "filled_volume": finding.filled_volume},
     )
     if finding.open:
-        finding = rec.remove(record, finding, leg.volume)
+        finding = remove(rec, record, finding, leg.volume)
     filled = round(finding.filled_volume, 8)
     status = leg_status(filled, leg.volume)
     return leg.model_copy(
@@ -89,7 +90,7 @@ def _settle_in_flight(
 
 
 def _finish(rec: Reconciler, record: ExecutionLog, legs: tuple[ExecutionLeg, ...]) -> ExecutionLog:
-    filled = round(sum(leg.filled_volume for leg in legs), 8)
+    filled, price = fills_vwap([(leg.filled_volume, leg.fill_price or 0.0) for leg in legs])
     unsent = [leg.index for leg in legs if leg.status == "NOT_SENT"]
     payload: dict[str, Any] = {"legs": [leg.model_dump(mode="json") for leg in legs]}
     if filled <= VOLUME_EPS:
@@ -101,13 +102,10 @@ def _finish(rec: Reconciler, record: ExecutionLog, legs: tuple[ExecutionLeg, ...
             details=f"no leg executed; leg(s) {unsent} not sent (crash recovery)",
             legs=legs,
         )
-    spec: SymbolSpec | None = rec.ask("symbol_spec", record.symbol)
-    if spec is None:
-        raise ReconciliationError(f"symbol {record.symbol} is unknown to the terminal")
     summary = summarize_fills(
         filled,
-        sum(leg.filled_volume * (leg.fill_price or 0.0) for leg in legs) / filled,
-        spec=spec,
+        price,
+        spec=rec.broker.symbol_spec(record.symbol),
         direction=record.direction,
         intended_price=record.intended_price,
         pip_override=rec.pip_override(record.symbol),

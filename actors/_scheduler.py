@@ -22,9 +22,8 @@ import pykka
 class _Entry:
     due: float
     seq: int
-    target: pykka.ActorRef[Any] | None = field(compare=False)
+    target: pykka.ActorRef[Any] = field(compare=False)
     message: Any = field(compare=False)
-    callback: Callable[[], None] | None = field(compare=False, default=None)
     cancelled: bool = field(compare=False, default=False)
 
 
@@ -53,22 +52,7 @@ class Scheduler:
         self._thread.start()
 
     def tell_later(self, delay: float, target: pykka.ActorRef[Any], message: Any) -> Handle:
-        return self._push(delay, target, message, None)
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Handle:
-        """Runs `callback` on the timer thread; it must be quick and must not block."""
-        return self._push(delay, None, None, callback)
-
-    def _push(
-        self,
-        delay: float,
-        target: pykka.ActorRef[Any] | None,
-        message: Any,
-        callback: Callable[[], None] | None,
-    ) -> Handle:
-        entry = _Entry(
-            self._monotonic() + max(delay, 0.0), next(self._seq), target, message, callback
-        )
+        entry = _Entry(self._monotonic() + max(delay, 0.0), next(self._seq), target, message)
         with self._cond:
             heapq.heappush(self._heap, entry)
             if self._heap[0] is entry:
@@ -103,8 +87,5 @@ class Scheduler:
                 entry = heapq.heappop(self._heap)
             if entry.cancelled:
                 continue
-            if entry.callback is not None:
-                entry.callback()
-            elif entry.target is not None:
-                with contextlib.suppress(pykka.ActorDeadError):
-                    entry.target.tell(entry.message)
+            with contextlib.suppress(pykka.ActorDeadError):
+                entry.target.tell(entry.message)

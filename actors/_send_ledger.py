@@ -19,8 +19,8 @@ import itertools
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from actors.messages import SendTrace
-from core.rules.reconcile import SendFate
+from core.records import SendTrace
+from core.rules.reconcile import AbsenceBase, SendFate, measure_absence
 
 _INCARNATIONS = itertools.count(1)
 _KEEP = 50_000
@@ -104,7 +104,7 @@ class AbsenceClock:
     that met it, and fenced by a send that started after that lookup.
     """
 
-    base: tuple[int, int, float] | None = None
+    base: AbsenceBase | None = None
     """(BrokerActor incarnation, its last send number, monotonic time) at that first lookup."""
 
     def measure(
@@ -112,9 +112,5 @@ class AbsenceClock:
     ) -> tuple[float, bool]:
         """(seconds waited, fenced). `sender_gone`: the process that sent it has died, so
         nothing of it is still on its way from this engine."""
-        if trace.fate is SendFate.UNKNOWN:
-            if self.base is None or self.base[0] != trace.broker:
-                self.base = (trace.broker, trace.seq, now)
-            return now - self.base[2], sender_gone or trace.fence > self.base[1]
-        started = trace.started_mono if trace.started_mono is not None else now
-        return now - started, trace.fence > trace.seq
+        waited, fenced, self.base = measure_absence(trace, now, self.base, sender_gone=sender_gone)
+        return waited, fenced

@@ -26,9 +26,9 @@ from actors._reply import Settable
 from actors._scheduler import Scheduler
 from actors._send_ledger import SendLedger
 from actors._terminal_link import IPC_ERRORS, TerminalLink
-from actors.messages import SendOutcome
 from core.enums import RetcodeClass
 from core.models import ExecutionRequest
+from core.records import SendOutcome
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,9 @@ from actors.persistence import PersistenceActor
 from core.errors import PersistenceUnavailableError, TicketConflictError
 from core.models import JournalEvent
 from storage.journal import AuditKey
+from storage.ops import WriteOp
 from storage.tickets import TicketClaims
-from storage.writer import JournalWriter, WriteOp
+from storage.writer import JournalWriter
 from terminals.base import Terminal
 
 DeathReport = Callable[[str, BaseException | None], None]

@@ -19,7 +19,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-TERMINAL_IDENTIFIED = "TERMINAL_IDENTIFIED"
+from core.enums import JournalEventType
+
+TERMINAL_IDENTIFIED = JournalEventType.TERMINAL_IDENTIFIED
 """Journal event (engine-wide) holding the known identity under "identity"."""
 
 _ACCOUNT_FIELDS = ("login", "server", "company")

@@ -244,9 +244,5 @@ class TerminalLink:
             return None, error
         return None, self.last_error()
 
-    def ensure_connected(self) -> bool:
-        """True when the link is up or could be remade now."""
-        return self.connected or self.connect()
-
 
 __all__ = ["IPC_ERRORS", "LastError", "TerminalLink"]

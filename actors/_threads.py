@@ -4,8 +4,11 @@ Pykka's `ThreadingActor` starts a new thread for every actor. An OrderActor live
 execution, so under load most of its thread's cost was starting and ending it (about a
 tenth of all CPU at a thousand executions a second). `ReusedThreads.run` hands an actor's
 loop to an idle thread when there is one and starts a new thread only when there is not:
-each actor still has a thread to itself for its whole life, and may block on its asks as
-before; only the thread is reused after the actor stops.
+the actor has that thread to itself until it stops, then the thread is reused.
+
+This is the thread-per-actor mode (`EE_ORDER_THREADS=0`). OrderActors never block either
+way: they ask by told requests and replies (`actors._order_requests`), so the pooled
+mode (`actors._dispatcher`) runs many of them on a few threads.
 """
 
 from __future__ import annotations

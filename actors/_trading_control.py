@@ -16,10 +16,10 @@ import pykka
 from actors._children import Child, Children
 from actors._order_registry import OrderRegistry
 from actors._orphans import BackgroundRecovery
+from actors._recovery_report import RecoveryReport
 from actors._watchdog import Watchdog
 from actors.kill_switch import KillSwitch
 from actors.messages import Halt
-from actors.recovery import RecoveryReport
 from core.errors import PersistenceError, ReconciliationError
 from storage.repository import Repository
 

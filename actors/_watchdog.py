@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pykka
 
@@ -21,10 +21,13 @@ from actors._supervisor_config import SupervisorConfig
 from actors._terminal_identity import TERMINAL_IDENTIFIED, Identity, IdentityGuard
 from actors._terminal_watch import TerminalWatch, describe_terminal
 from actors.alerts import Alerts
+from actors.broker import BrokerProxy
 from actors.kill_switch import TradingSwitch
 from actors.metrics import EngineMetrics
 from core.clock import Clock
+from core.enums import JournalEventType
 from core.errors import ReconciliationError, TicketConflictError
+from terminals.base import Terminal
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,7 @@ class Watchdog:
         *,
         config: SupervisorConfig,
         clock: Clock,
-        terminal: Any,
+        terminal: Terminal,
         terminal_wait: float,
         alerts: Alerts,
         metrics: EngineMetrics | None,
@@ -66,7 +69,7 @@ class Watchdog:
         self._connected: bool | None = None
         self._disconnected_since: float | None = None
         self._disconnect_alerted = False
-        self._health_future: pykka.Future[Any] | None = None
+        self._health_future: pykka.Future[dict[str, Any]] | None = None
         self._health_sent = 0.0
         self._next_health = 0.0
         self.identity = IdentityGuard(self._identity_first, self._identity_refused)
@@ -126,7 +129,7 @@ class Watchdog:
         future = self._health_future
         if future is None:
             if now >= self._next_health:
-                self._health_future = broker.current_proxy().health()
+                self._health_future = _broker(broker).health()
                 self._health_sent = now
             return
         try:
@@ -173,7 +176,7 @@ class Watchdog:
     def require_connected(self, broker: Child) -> None:
         """Raises `ReconciliationError` unless the broker answers that it is connected."""
         try:
-            health = broker.current_proxy().health().get(timeout=self._config.ask_timeout)
+            health = _broker(broker).health().get(timeout=self._config.ask_timeout)
         except (pykka.ActorDeadError, pykka.Timeout) as exc:
             raise ReconciliationError(f"not resumed: the broker does not answer ({exc})") from exc
         if not health.get("connected"):
@@ -199,7 +202,7 @@ class Watchdog:
             return
         log.error("%s (seen: %s)", reason, seen or "-")
         self.identity_error = reason
-        self._journal("TERMINAL_REFUSED", {"reason": reason, "seen": seen})
+        self._journal(JournalEventType.TERMINAL_REFUSED, {"reason": reason, "seen": seen})
         self._wake()
 
     def journal_result(self, exc: BaseException | None) -> None:
@@ -240,6 +243,11 @@ class Watchdog:
             "terminal_answering": answering,
             "terminal": watch.stall_text(),
         }
+
+
+def _broker(child: Child) -> BrokerProxy:
+    """The broker child's current proxy, typed (it is a `BrokerActor`'s)."""
+    return cast(BrokerProxy, child.current_proxy())
 
 
 __all__ = ["Watchdog"]

@@ -186,10 +186,6 @@ class Alerts:
         self._senders = [_Sender(url, self) for url in config.urls]
         self._started = False
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._senders)
-
     def start(self) -> None:
         with self._lock:
             if self._started:

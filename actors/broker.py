@@ -41,10 +41,10 @@ from actors._terminal_identity import IdentityGuard
 from actors._terminal_link import TerminalLink
 from actors._terminal_watch import TerminalWatch, describe_terminal
 from actors.kill_switch import TradingSwitch
-from actors.messages import OrderFinding, Preflight, SendOutcome, SendTrace, SymbolSpec
 from actors.metrics import EngineMetrics
 from core.clock import Clock
 from core.models import ExecutionRequest
+from core.records import OrderFinding, Preflight, SendOutcome, SendTrace, SymbolSpec
 from core.rules.positions import OpenPosition
 from terminals.base import Terminal
 

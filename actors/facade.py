@@ -28,14 +28,14 @@ from pydantic import ValidationError
 from actors._dispatcher import Dispatcher
 from actors._flatten import FlattenPorts, flatten
 from actors._legs import PositionClaims
+from actors._recovery_report import RecoveryReport
 from actors._scheduler import Scheduler
 from actors._shared import MarginBook
 from actors.broker import BrokerConfig
 from actors.messages import NewExecution
 from actors.metrics import EngineMetrics
-from actors.order import OrderConfig, OrderContext
+from actors.order import OrderContext
 from actors.persistence import StoredDecisions
-from actors.recovery import RecoveryReport
 from actors.supervisor import Supervisor
 from core.clock import Clock, SystemClock
 from core.enums import ExecutionStatus, RejectionReason
@@ -46,6 +46,7 @@ from core.errors import (
     InvalidRequestError,
     TradingHaltedError,
 )
+from core.execution import OrderConfig
 from core.ids import IdSource, UuidIds
 from core.models import (
     DECISION_ID,

@@ -28,7 +28,7 @@ from core.clock import Clock, utc_micros
 from core.enums import TradingState
 from core.errors import PersistenceError, TradingHaltedError
 from core.models import TradingStateRecord
-from storage.writer import WriteOp
+from storage.ops import WriteOp
 
 log = logging.getLogger(__name__)
 

@@ -16,15 +16,7 @@ import pykka
 from actors._reply import Call, Settable
 from core.execution.state import Stage
 from core.models import RPMOutput
-from core.records import (  # re-exported: the records moved to core, their users did not
-    Deal,
-    OrderFinding,
-    Preflight,
-    Quote,
-    SendOutcome,
-    SendTrace,
-    SymbolSpec,
-)
+from core.records import OrderFinding
 
 # --- messages to the OrderActor ------------------------------------------------------------
 
@@ -116,19 +108,12 @@ __all__ = [
     "Advance",
     "Call",
     "Cancel",
-    "Deal",
     "FillUpdate",
     "Flush",
     "Halt",
     "Heartbeat",
     "InjectFault",
     "NewExecution",
-    "OrderFinding",
-    "Preflight",
-    "Quote",
     "Rewatch",
-    "SendOutcome",
-    "SendTrace",
-    "SymbolSpec",
     "Write",
 ]

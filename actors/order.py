@@ -23,7 +23,7 @@ from typing import Any
 import pykka
 
 from actors._dispatcher import Dispatcher, PooledActor
-from actors._legs import PositionClaims, plan_trade
+from actors._legs import PositionClaims
 from actors._order_requests import REQUESTS, Request, answer, commit_error, tell, timeout_of
 from actors._reply import Answered, FastInbox, ToActor
 from actors._scheduler import Handle, Scheduler
@@ -50,6 +50,7 @@ from core.execution import effects as fx
 from core.execution import events as ev
 from core.models import ExecutionLog
 from core.rules import margin_check
+from core.rules.legs import plan_trade
 
 log = logging.getLogger(__name__)
 
@@ -361,7 +362,6 @@ class OrderActor(PooledActor, FastInbox):
 __all__ = [
     "InvalidTransitionError",
     "OrderActor",
-    "OrderConfig",
     "OrderContext",
     "PersistenceUnavailableError",
 ]

@@ -23,8 +23,9 @@ from actors.messages import Flush, Write
 from core.errors import PersistenceError, PersistenceUnavailableError
 from core.models import ExecutionLog
 from storage.db import redact_url
+from storage.ops import WriteOp
 from storage.repository import Repository
-from storage.writer import JournalWriter, WriteOp
+from storage.writer import JournalWriter
 
 log = logging.getLogger(__name__)
 

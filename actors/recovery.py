@@ -39,99 +39,33 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pykka
 from sqlalchemy import Engine
 
+from actors._broker_calls import BrokerCalls
 from actors._recover_legs import settle_legs
+from actors._recover_order import settle_order
+from actors._recovery_report import RecoveryConfig, RecoveryReport
+from actors._recovery_writes import RecoveryWriter
 from actors._send_ledger import AbsenceClock
 from actors._shared import MarginBook
-from actors.messages import OrderFinding, Preflight, SendOutcome, SendTrace, SymbolSpec
-from actors.persistence import write_and_wait
-from core.clock import Clock, utc_micros
-from core.enums import TRANSITIONS, ExecutionStatus, RejectionReason
+from actors.broker import BrokerProxy
+from core.clock import Clock
+from core.enums import ExecutionStatus, RejectionReason
 from core.errors import ReconciliationError
-from core.models import ExecutionLeg, ExecutionLog
-from core.rules import SendFate, absence_proven, reconcile_backoff, retcode_name
-from core.rules.settlement import (
-    VOLUME_EPS,
-    closed_unfilled,
-    finding_payload,
-    is_complete,
-    summarize_fills,
-)
+from core.models import ExecutionLog
+from core.records import SendTrace
+from core.rules import absence_proven, reconcile_backoff
 from storage.repository import Repository
 from storage.tickets import claimed_tickets
-from storage.writer import WriteOp
 
 log = logging.getLogger(__name__)
 
 _S = ExecutionStatus
 _R = RejectionReason
-
-
-@dataclass(frozen=True, slots=True)
-class RecoveryConfig:
-    """What reconciliation needs from the settings.
-
-    reconcile_window: seconds after an execution's last change before an order the
-        terminal does not have is provably absent (NOT_SENT).
-    ask_timeout: timeout of every ask to the BrokerActor and every commit.
-    recheck_interval: pause between passes over executions that must wait for the window.
-    max_wait: longest a waiting `run` keeps checking beyond the window (engine clock
-        frozen in tests, a broker that keeps failing).
-    """
-
-    reconcile_window: float = 30.0
-    ask_timeout: float = 30.0
-    pip_overrides: Mapping[str, float] = field(default_factory=dict)
-    recheck_interval: float = 0.05
-    max_wait: float = 10.0
-    look_interval: float = 0.25
-    look_backoff_cap: float = 2.0
-    """First and longest pause between two lookups of one execution that waits."""
-
-
-@dataclass(slots=True)
-class RecoveryReport:
-    """The outcome of one `Reconciler.run`."""
-
-    examined: int = 0
-    resolved: dict[str, str] = field(default_factory=dict)
-    """execution_id -> the final status it was given."""
-    waiting: list[str] = field(default_factory=list)
-    """Executions still inside the reconcile window when the run ended."""
-    failures: dict[str, str] = field(default_factory=dict)
-    """execution_id -> why it could not be reconciled."""
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures and not self.waiting
-
-    def error(self) -> str:
-        """One line naming the first problem (empty when ok)."""
-        if self.failures:
-            first, why = next(iter(self.failures.items()))
-            more = len(self.failures) - 1
-            return f"{first}: {why}" + (f" (+{more} more)" if more else "")
-        if self.waiting:
-            return f"{len(self.waiting)} execution(s) still inside the reconcile window"
-        return ""
-
-    def summary(self) -> dict[str, Any]:
-        counts: dict[str, int] = {}
-        for status in self.resolved.values():
-            counts[status] = counts.get(status, 0) + 1
-        return {
-            "examined": self.examined,
-            "resolved": counts,
-            "waiting": len(self.waiting),
-            "failures": dict(self.failures),
-            "seconds": round(self.seconds, 3),
-        }
 
 
 class Reconciler:
@@ -142,7 +76,7 @@ class Reconciler:
 
     def __init__(
         self,
-        broker: Callable[[], Any],
+        broker: Callable[[], BrokerProxy],
         persistence: Callable[[], pykka.ActorRef[Any]],
         repository: Repository,
         db: Engine,
@@ -152,8 +86,8 @@ class Reconciler:
         margin: MarginBook | None = None,
         on_unknown: Callable[[str, bool], None] | None = None,
     ) -> None:
-        self._broker = broker
-        self._persistence = persistence
+        self.broker = BrokerCalls(broker, config.ask_timeout)
+        self.writer = RecoveryWriter(persistence, clock, config.ask_timeout)
         self._repository = repository
         self._db = db
         self._clock = clock
@@ -190,7 +124,7 @@ class Reconciler:
         """
         started = self._clock.monotonic()
         report = RecoveryReport()
-        claimed = self._claimed_tickets()
+        claimed = claimed_tickets(self._db)
         pending: deque[str] = deque(dict.fromkeys(execution_ids))
         deadline = started + self._config.reconcile_window + self._config.max_wait
         seen: set[str] = set()
@@ -255,7 +189,7 @@ class Reconciler:
             if isinstance(required, int | float):
                 return float(required)
         try:
-            pre: Preflight = self.ask("preflight", record.symbol)
+            pre = self.broker.preflight(record.symbol)
         except ReconciliationError as exc:
             log.warning("cannot reserve the margin of %s yet: %s", record.execution_id, exc)
             return None
@@ -276,9 +210,6 @@ class Reconciler:
         if self._on_unknown is not None:
             self._on_unknown(execution_id, False)
 
-    def _claimed_tickets(self) -> set[int]:
-        return claimed_tickets(self._db)
-
     # --- one execution -----------------------------------------------------------------
 
     def present(self, records: Iterable[ExecutionLog]) -> dict[str, int]:
@@ -287,8 +218,7 @@ class Reconciler:
         times = [r.submitted_at or r.created_at for r in records]
         if not times:
             return {}
-        found: dict[str, int] = self.ask("our_client_ids", min(times))
-        return found
+        return self.broker.our_client_ids(min(times))
 
     def reconcile(
         self,
@@ -298,7 +228,7 @@ class Reconciler:
     ) -> ExecutionLog | None:
         """Settle one execution; None when it must wait for the reconcile window."""
         if record.status is _S.PENDING and record.attempts == 0:
-            return self._finish(
+            return self.finish(
                 record,
                 _S.REJECTED,
                 {},
@@ -307,46 +237,7 @@ class Reconciler:
             )
         if len(record.legs) > 1:
             return settle_legs(self, record, claimed)
-        lots = record.intended_lots
-        if lots is None:
-            raise ReconciliationError(f"{record.status} execution has no intended lots")
-        # The trace first: whatever it proves about the terminal holds for the lookup after.
-        trace: SendTrace = self.ask("send_trace", record.client_id)
-        if (
-            present is not None
-            and not record.order_id
-            and record.status is not _S.SUBMITTED
-            and record.client_id not in present
-        ):
-            # Not at the terminal by its client id. A broker-rewritten comment is looked
-            # for at the next lookup, in the background; this one could not prove absence.
-            return self._absent(record, trace)
-        finding = self._find(record, lots, claimed)
-        if finding is None:
-            return self._absent(record, trace)
-        claimed.add(finding.ticket)
-        self._journal(record, "RECOVERED_FOUND", finding_payload(finding))
-        removed = False
-        if finding.open:
-            finding = self._remove(record, finding, lots)
-            removed = True
-        return self._settle(record, finding, lots, removed)
-
-    def _find(self, record: ExecutionLog, lots: float, claimed: set[int]) -> OrderFinding | None:
-        if record.order_id:
-            by_ticket: OrderFinding = self.ask("query_order", record.order_id, lots)
-            if by_ticket.found:
-                return by_ticket
-        found: OrderFinding | None = self.ask(
-            "find_order",
-            client_id=record.client_id,
-            symbol=record.symbol,
-            direction=1 if record.direction > 0 else -1,
-            lots=lots,
-            since=record.submitted_at or record.created_at,
-            exclude=sorted(claimed - {record.order_id or 0}),
-        )
-        return found
+        return settle_order(self, record, claimed, present)
 
     def absence_proof(self, record: ExecutionLog, trace: SendTrace) -> dict[str, Any] | None:
         """What proves `record`'s (or its in-flight leg's) order absent; None until then."""
@@ -362,120 +253,7 @@ class Reconciler:
             return None
         return {"waited_seconds": round(waited, 3), "send": trace.fate.value, "fenced": fenced}
 
-    def _absent(self, record: ExecutionLog, trace: SendTrace) -> ExecutionLog | None:
-        if record.status is _S.SUBMITTED:
-            raise ReconciliationError(
-                f"order {record.order_id} was accepted by the broker but the terminal "
-                "does not know it"
-            )
-        proof = self.absence_proof(record, trace)
-        if proof is None:
-            return None
-        waited = proof["waited_seconds"]
-        return self._finish(
-            record,
-            _S.REJECTED,
-            proof,
-            reason=_R.NOT_SENT,
-            details=f"no order with client id {record.client_id} at the terminal "
-            f"{waited:.1f} s after it was first looked up (crash recovery)"
-            if trace.fate is SendFate.UNKNOWN
-            else f"no order with client id {record.client_id} at the terminal "
-            f"{waited:.1f} s after order_send started (crash recovery)",
-        )
-
-    def _remove(self, record: ExecutionLog, finding: OrderFinding, lots: float) -> OrderFinding:
-        outcome: SendOutcome = self.ask("remove_order", finding.ticket)
-        self._journal(
-            record,
-            "ORDER_REMOVE_REQUESTED",
-            {
-                "ticket": finding.ticket,
-                "retcode": outcome.retcode,
-                "retcode_name": retcode_name(outcome.retcode),
-                "comment": outcome.comment,
-                "by": "recovery",
-            },
-        )
-        after: OrderFinding = self.ask("query_order", finding.ticket, lots)
-        if after.open:
-            raise ReconciliationError(
-                f"order {finding.ticket} is still open after TRADE_ACTION_REMOVE "
-                f"({retcode_name(outcome.retcode)})"
-            )
-        return after
-
-    def _settle(
-        self, record: ExecutionLog, finding: OrderFinding, lots: float, removed: bool
-    ) -> ExecutionLog:
-        filled = round(finding.filled_volume, 8)
-        payload = finding_payload(finding)
-        if filled > VOLUME_EPS:
-            return self._filled(record, finding, lots, removed)
-        if removed:
-            return self._finish(
-                record,
-                _S.REJECTED,
-                payload,
-                reason=_R.CANCELLED,
-                details=f"order {finding.ticket} was still open after the restart; removed "
-                "with nothing filled (crash recovery)",
-                order_id=finding.ticket,
-            )
-        status, reason = closed_unfilled(finding.state)
-        return self._finish(
-            record,
-            status,
-            payload,
-            reason=reason,
-            details=f"order {finding.ticket} expired with nothing filled"
-            if status is _S.EXPIRED
-            else f"order {finding.ticket} closed with nothing filled (state {finding.state})",
-            order_id=finding.ticket,
-        )
-
-    def _filled(
-        self, record: ExecutionLog, finding: OrderFinding, lots: float, removed: bool
-    ) -> ExecutionLog:
-        spec: SymbolSpec | None = self.ask("symbol_spec", record.symbol)
-        if spec is None:
-            raise ReconciliationError(f"symbol {record.symbol} is unknown to the terminal")
-        summary = summarize_fills(
-            finding.filled_volume,
-            finding.vwap if finding.vwap is not None else 0.0,
-            spec=spec,
-            direction=record.direction,
-            intended_price=record.intended_price,
-            pip_override=self._config.pip_overrides.get(record.symbol),
-        )
-        filled = summary.lots
-        complete = is_complete(filled, lots)
-        reason: RejectionReason | None = None
-        details: str | None = None
-        if not complete:
-            details = f"filled {filled} of {lots} lots"
-            if removed:
-                reason = _R.CANCELLED
-                details += "; the rest was removed by crash recovery"
-        return self._finish(
-            record,
-            _S.FILLED if complete else _S.PARTIALLY_FILLED,
-            {**finding_payload(finding), "pip_size": summary.pip},
-            reason=reason,
-            details=details,
-            broker_time_msc=finding.time_msc,
-            order_id=finding.ticket,
-            **summary.record_changes(),
-            filled_at=self._clock.now(),
-        )
-
-    # --- for `actors._recover_legs` -----------------------------------------------------
-
-    def journal(self, record: ExecutionLog, event: str, payload: dict[str, Any]) -> None:
-        self._journal(record, event, payload)
-
-    def remove(self, record: ExecutionLog, finding: OrderFinding, lots: float) -> OrderFinding:
-        return self._remove(record, finding, lots)
+    # --- for `actors._recover_order` and `actors._recover_legs` -------------------------
 
     def finish(
         self,
@@ -487,138 +265,20 @@ class Reconciler:
         details: str | None,
         **changes: Any,
     ) -> ExecutionLog:
-        return self._finish(record, status, payload, reason=reason, details=details, **changes)
-
-    def pip_override(self, symbol: str) -> float | None:
-        return self._config.pip_overrides.get(symbol)
-
-    def now(self) -> Any:
-        return self._clock.now()
-
-    # --- writing -----------------------------------------------------------------------
-
-    def _finish(
-        self,
-        record: ExecutionLog,
-        status: ExecutionStatus,
-        payload: dict[str, Any],
-        *,
-        reason: RejectionReason | None,
-        details: str | None,
-        broker_time_msc: int | None = None,
-        **changes: Any,
-    ) -> ExecutionLog:
-        """Walk the transition table to `status`, one committed step at a time."""
-        if len(record.legs) == 1 and "legs" not in changes:
-            changes["legs"] = _one_leg(record.legs[0], status, reason, changes)
-        path = _path(record.status, status)
-        if path is None:
-            raise ReconciliationError(f"no transition from {record.status} to {status}")
-        current = record
-        for step in path[:-1]:
-            current = self._commit(
-                current, step, "RECOVERY_STEP", {}, order_id=changes.get("order_id")
-            )
-        final = self._commit(
-            current,
-            status,
-            f"RECOVERED_{status.value}",
-            {**payload, "reason": reason.value if reason else None, "details": details},
-            broker_time_msc=broker_time_msc,
-            rejection_reason=reason,
-            rejection_details=details,
-            **changes,
+        """Settle `record` on final `status` (committed), then let go of what it held."""
+        final = self.writer.settle(
+            record, status, payload, reason=reason, details=details, **changes
         )
         self._settled(record.execution_id)
         if self._on_final is not None:
             self._on_final(final)
         return final
 
-    def _commit(
-        self,
-        record: ExecutionLog,
-        status: ExecutionStatus,
-        event: str,
-        payload: dict[str, Any],
-        broker_time_msc: int | None = None,
-        **changes: Any,
-    ) -> ExecutionLog:
-        if broker_time_msc is not None:
-            changes["broker_time_msc"] = broker_time_msc
-        if changes.get("order_id") is None:
-            changes.pop("order_id", None)
-        updated = record.evolve(updated_at=self._clock.now(), status=status, **changes)
-        op = WriteOp(
-            execution_id=record.execution_id,
-            event_type=event,
-            payload={"status": status.value, "recovery": True, **payload},
-            engine_time_us=utc_micros(updated.updated_at),
-            broker_time_msc=broker_time_msc,
-            projection=updated,
-        )
-        write_and_wait(self._persistence(), [op], self._config.ask_timeout)
-        return updated
+    def pip_override(self, symbol: str) -> float | None:
+        return self._config.pip_overrides.get(symbol)
 
-    def _journal(self, record: ExecutionLog, event: str, payload: dict[str, Any]) -> None:
-        op = WriteOp(
-            execution_id=record.execution_id,
-            event_type=event,
-            payload={"recovery": True, **payload},
-            engine_time_us=utc_micros(self._clock.now()),
-        )
-        write_and_wait(self._persistence(), [op], self._config.ask_timeout)
-
-    def ask(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return getattr(self._broker(), method)(*args, **kwargs).get(
-                timeout=self._config.ask_timeout
-            )
-        except pykka.ActorDeadError as exc:
-            raise ReconciliationError(f"the broker actor is not running ({method})") from exc
-        except pykka.Timeout as exc:
-            raise ReconciliationError(f"the broker did not answer {method} in time") from exc
+    def now(self) -> datetime:
+        return self._clock.now()
 
 
-def _one_leg(
-    leg: ExecutionLeg,
-    status: ExecutionStatus,
-    reason: RejectionReason | None,
-    changes: dict[str, Any],
-) -> tuple[ExecutionLeg]:
-    """The one leg of an execution settled as the execution itself was."""
-    filled = float(changes.get("executed_lots") or 0.0)
-    if status in (_S.FILLED, _S.PARTIALLY_FILLED):
-        outcome = "FILLED" if status is _S.FILLED else "PARTIALLY_FILLED"
-    elif reason is _R.NOT_SENT or changes.get("order_id") is None:
-        outcome = "NOT_SENT"
-    else:
-        outcome = "NOT_FILLED"
-    return (
-        leg.model_copy(
-            update={
-                "status": outcome,
-                "filled_volume": filled,
-                "fill_price": changes.get("fill_price"),
-                "order_id": changes.get("order_id"),
-            }
-        ),
-    )
-
-
-def _path(start: ExecutionStatus, goal: ExecutionStatus) -> list[ExecutionStatus] | None:
-    """The shortest way from `start` to `goal` through the transition table."""
-    frontier: deque[list[ExecutionStatus]] = deque([[start]])
-    seen = {start}
-    while frontier:
-        route = frontier.popleft()
-        for nxt in sorted(TRANSITIONS[route[-1]]):
-            if nxt in seen:
-                continue
-            if nxt is goal:
-                return [*route[1:], nxt]
-            seen.add(nxt)
-            frontier.append([*route, nxt])
-    return None
-
-
-__all__ = ["Reconciler", "RecoveryConfig", "RecoveryReport"]
+__all__ = ["Reconciler"]

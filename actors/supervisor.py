@@ -38,6 +38,7 @@ from actors._children import Child, Children, ChildState, RestartWindow
 from actors._failures import is_own_failure
 from actors._order_registry import OrderRegistry
 from actors._orphans import BackgroundRecovery
+from actors._recovery_report import RecoveryReport
 from actors._scheduler import Scheduler
 from actors._shared import MarginBook
 from actors._supervised import (
@@ -60,8 +61,8 @@ from actors.messages import NewExecution, Rewatch
 from actors.metrics import EngineMetrics
 from actors.order import OrderContext
 from actors.probe import EngineFaults, EngineProbe
-from actors.recovery import RecoveryReport
 from core.clock import Clock
+from core.enums import JournalEventType
 from core.errors import PersistenceError
 from core.models import TradingStateRecord
 from core.settings import Settings
@@ -335,7 +336,7 @@ class Supervisor:
         """After a child's new incarnation started (on the Supervisor's actor)."""
         if self._metrics is not None:
             self._metrics.restarted(child.name)
-        self._journal("ACTOR_RESTARTED", {"actor": child.name, "why": why})
+        self._journal(JournalEventType.ACTOR_RESTARTED, {"actor": child.name, "why": why})
         if child is self._broker:
             for ref in self.live_orders().values():
                 _tell(ref, Rewatch())  # the new broker knows no watched order

@@ -286,26 +286,6 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False, default=str)
 
 
-class MarketSnapshot(_Frozen):
-    """A quote as the engine saw it at validation time."""
-
-    symbol: str
-    bid: float
-    ask: float
-    spread_pips: float
-    pip_size: float
-    point: float
-    digits: int
-    tick_time_msc: int
-    """Broker-server time of the tick, in milliseconds; never used as a record time."""
-    observed_at: datetime
-    """Engine UTC time when the tick was read."""
-
-    @property
-    def mid(self) -> float:
-        return (self.bid + self.ask) / 2
-
-
 LegStatus = Literal[
     "PLANNED", "SUBMITTING", "UNKNOWN", "FILLED", "PARTIALLY_FILLED", "NOT_FILLED", "NOT_SENT"
 ]

@@ -22,24 +22,19 @@ from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from core.enums import FINAL_STATUSES
+from core.enums import FINAL_STATUSES, JournalEventType
 from core.errors import ConfigurationError
 from core.models import ExecutionLog
 from core.settings import Settings, load_settings
 from storage.db import create_db_engine, redact_url
-from storage.journal import verify_chain
+from storage.journal import replay_projection, verify_chain
 from storage.schema import execution_events, execution_logs, row_to_log
 from storage.scratch import scratch_database_at
-from storage.writer import replay_projection
 
 Progress = Callable[[str], None]
 
 SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY")
 _FINAL = frozenset(s.value for s in FINAL_STATUSES)
-
-
-def quiet(_: str) -> None:
-    """The default progress sink: says nothing."""
 
 
 def drill_settings(magic: int, **overrides: Any) -> Settings:
@@ -285,7 +280,7 @@ def read_store(engine: Engine, prefix: str) -> StoreView:
             eid
             for (eid,) in connection.execute(
                 select(execution_events.c.execution_id)
-                .where(execution_events.c.event_type == "SUBMITTING")
+                .where(execution_events.c.event_type == JournalEventType.SUBMITTING)
                 .distinct()
             )
         }

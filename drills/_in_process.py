@@ -11,6 +11,7 @@ from typing import Any
 
 from actors.facade import ExecutionFacade, create_execution_engine
 from actors.probe import EngineFaults, EngineProbe
+from core.enums import JournalEventType
 from core.errors import ExecutionEngineError
 from drills._harness import (
     DatabaseOutage,
@@ -267,7 +268,7 @@ def _drive(run: _Run, spec: _Drill, rid: str) -> dict[str, Any]:
     run.extra.update(
         {
             "ambiguous_sends": executions_with_event(
-                run.probe.db, decision_prefix(rid), "SEND_AMBIGUOUS"
+                run.probe.db, decision_prefix(rid), JournalEventType.SEND_AMBIGUOUS
             ),
             "caller_errors": len(result.errors),
             "restarts": run.probe.restarts,

@@ -29,7 +29,7 @@ from storage._pg_one_trip import (
     write_in_one_round_trip,
 )
 from storage.db import redact_url
-from storage.journal import AuditKey, read_tail, replay_projection
+from storage.journal import AuditKey, read_tail
 from storage.ops import WriteOp, utc_op
 from storage.schema import execution_logs, row_to_log, trading_state
 
@@ -272,9 +272,4 @@ def _store_trading_state(connection: Connection, record: TradingStateRecord) -> 
 
 # `DuplicateDecisionError` (now in core.errors), `WriteOp` (storage.ops) and
 # `replay_projection` (storage.journal) are re-exported: callers import them from here.
-__all__ = [
-    "DuplicateDecisionError",
-    "JournalWriter",
-    "WriteOp",
-    "replay_projection",
-]
+__all__ = ["JournalWriter"]

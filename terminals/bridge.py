@@ -21,7 +21,7 @@ from typing import Any
 
 from rpyc.core.service import ClassicService
 from rpyc.core.stream import SocketStream
-from rpyc.utils import classic, factory
+from rpyc.utils import factory
 
 from terminals import constants, types
 
@@ -272,8 +272,3 @@ def _left(deadline: float) -> float:
     if left <= 0:
         raise TimeoutError("the rpyc timeout passed before the call could be made")
     return left
-
-
-def connect_rpyc(host: str, port: int) -> Any:
-    """A raw classic connection (for tests and tools that need the server's namespace)."""
-    return classic.connect(host, port)

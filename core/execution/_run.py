@@ -12,7 +12,7 @@ from dataclasses import fields
 from typing import Any
 
 from core.clock import utc_micros
-from core.enums import ExecutionStatus, RejectionReason, can_transition
+from core.enums import ExecutionStatus, JournalEventType, RejectionReason, can_transition
 from core.execution.config import OrderConfig
 from core.execution.effects import (
     Commit,
@@ -32,6 +32,7 @@ from core.rules.legs import leg_fills, replace_leg
 from core.rules.settlement import VOLUME_EPS, is_complete, leg_status, summarize_fills
 
 _S = ExecutionStatus
+_E = JournalEventType
 _R = RejectionReason
 
 
@@ -206,7 +207,7 @@ class Run:
     # --- finishing -----------------------------------------------------------------------
 
     def reject(self, reason: RejectionReason, details: str) -> None:
-        self.finish(_S.REJECTED, "EXECUTION_REJECTED", {}, reason=reason, details=details)
+        self.finish(_S.REJECTED, _E.EXECUTION_REJECTED, {}, reason=reason, details=details)
 
     def finish_without_send(
         self, reason: RejectionReason, details: str, payload: dict[str, Any] | None = None
@@ -215,7 +216,7 @@ class Run:
             self.finalize_fills(None, reason=reason, details=details)
             return
         self.finish(
-            _S.REJECTED, "EXECUTION_REJECTED", payload or {}, reason=reason, details=details
+            _S.REJECTED, _E.EXECUTION_REJECTED, payload or {}, reason=reason, details=details
         )
 
     def finish(
@@ -296,7 +297,7 @@ class Run:
         log = self.log
         self.finish(
             _S.FILLED if complete else _S.PARTIALLY_FILLED,
-            "EXECUTION_FILLED" if complete else "EXECUTION_PARTIALLY_FILLED",
+            _E.EXECUTION_FILLED if complete else _E.EXECUTION_PARTIALLY_FILLED,
             {"fills": [[v, p] for v, p in fills], "pip_size": summary.pip},
             reason=reason,
             details=details,
@@ -350,7 +351,7 @@ class Run:
         )
         self.transition(
             _S.SUBMITTED,
-            "LEG_FILLED",
+            _E.LEG_FILLED,
             {"leg": leg.index, "lots": lots, "price": price, "order": legs[leg.index].order_id},
             answer_failure=True,
             legs=legs,

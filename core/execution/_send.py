@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.enums import ExecutionStatus, LegAction, RejectionReason, RetcodeClass
+from core.enums import ExecutionStatus, JournalEventType, LegAction, RejectionReason, RetcodeClass
 from core.execution._payloads import outcome_payload
 from core.execution._run import Run
 from core.execution._watch import watch
@@ -23,6 +23,7 @@ from core.rules.legs import replace_leg
 from core.rules.settlement import VOLUME_EPS
 
 _S = ExecutionStatus
+_E = JournalEventType
 _R = RejectionReason
 RETCODE_DONE = 10009
 RETCODE_MARKET_CLOSED = 10018
@@ -56,7 +57,7 @@ def submit(r: Run, trading: Trading) -> None:
     # Write-ahead: SUBMITTING is committed before order_send, or nothing is sent.
     r.transition(
         _S.SUBMITTING,
-        "SUBMITTING",
+        _E.SUBMITTING,
         {
             "lots": s.order_lots,
             "attempt": attempt,
@@ -119,7 +120,7 @@ def send_completed(r: Run, event: SendCompleted) -> None:
     elif outcome.klass is RetcodeClass.AMBIGUOUS:
         legs = replace_leg(r.s.legs, r.s.leg, status="UNKNOWN")
         r.set(legs=legs)
-        r.transition(_S.UNKNOWN, "SEND_AMBIGUOUS", payload, legs=legs)
+        r.transition(_S.UNKNOWN, _E.SEND_AMBIGUOUS, payload, legs=legs)
         r.emit(MarkUnknown(True))
         r.set(ticket=outcome.order or None, phase=Phase.RECONCILING)
         r.emit(Next(Stage.RECONCILE))
@@ -129,7 +130,7 @@ def send_completed(r: Run, event: SendCompleted) -> None:
         # client id, never send it again (it could only fail or open anew).
         legs = replace_leg(r.s.legs, r.s.leg, status="UNKNOWN")
         r.set(position_gone=True, legs=legs)
-        r.transition(_S.UNKNOWN, "POSITION_ALREADY_CLOSED", payload, legs=legs)
+        r.transition(_S.UNKNOWN, _E.POSITION_ALREADY_CLOSED, payload, legs=legs)
         r.set(phase=Phase.RECONCILING)
         r.emit(Next(Stage.RECONCILE))
     else:
@@ -154,10 +155,10 @@ def _accepted(r: Run, outcome: SendOutcome, payload: dict[str, Any]) -> None:
     ):
         # A DONE with its deal is a fill: no poll needed.
         r.set(current_fills=((outcome.volume, outcome.price),), last_deal=outcome.deal)
-        r.journal("ORDER_ACCEPTED", payload, defer=True)
+        r.journal(_E.ORDER_ACCEPTED, payload, defer=True)
         r.finalize_fills(broker_time_msc=None)
         return
-    r.transition(_S.SUBMITTED, "ORDER_ACCEPTED", payload, order_id=outcome.order or None)
+    r.transition(_S.SUBMITTED, _E.ORDER_ACCEPTED, payload, order_id=outcome.order or None)
     r.set(phase=Phase.WATCHING)
     watch(r)
 
@@ -183,7 +184,7 @@ def _retryable(r: Run, outcome: SendOutcome, payload: dict[str, Any]) -> None:
         return
     delay = backoff_seconds(retries_used + 1, cfg.backoff_base, cfg.backoff_cap)
     r.emit(CountRetry(outcome.retcode))
-    r.transition(_S.PENDING, "SEND_RETRY", {**payload, "retry_in_seconds": delay})
+    r.transition(_S.PENDING, _E.SEND_RETRY, {**payload, "retry_in_seconds": delay})
     r.set(phase=Phase.VALIDATED)
     r.emit(Schedule(delay, Stage.SUBMIT))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from core.enums import DecisionStatus, RejectionReason
+from core.enums import DecisionStatus, JournalEventType, RejectionReason
 from core.execution._run import Run
 from core.execution.effects import (
     AskPreflight,
@@ -27,6 +27,7 @@ from core.rules import Denied, backoff_seconds, deviation_points
 from core.rules.legs import make_legs
 from core.rules.validation import check_market, positions_needed, screen, stops_fields
 
+_E = JournalEventType
 _R = RejectionReason
 BROKER_GONE_RETRIES = 20
 """Validations retried while the BrokerActor is being replaced, before TERMINAL_NOT_READY."""
@@ -66,7 +67,7 @@ def create(r: Run) -> None:
     # Stored with the first status change (SUBMITTING, or REJECTED by validation), in the
     # same transaction and before anything is sent or answered: nothing reaches the
     # terminal before the decision is stored, and a submit costs one commit fewer.
-    r.commit(record, "EXECUTION_CREATED", {"stage": "log"}, initial=True, defer=True)
+    r.commit(record, _E.EXECUTION_CREATED, {"stage": "log"}, initial=True, defer=True)
     r.set(phase=Phase.VALIDATING)
     r.emit(Next(Stage.VALIDATE))
 
@@ -218,7 +219,7 @@ def _validated(r: Run) -> None:
         validation=None,
     )
     r.update(
-        "VALIDATED",
+        _E.VALIDATED,
         {
             "bid": quote.bid,
             "ask": quote.ask,

@@ -3,7 +3,7 @@ ambiguous send (looked up with back-off until found or proven absent, never rese
 
 from __future__ import annotations
 
-from core.enums import ExecutionStatus, PartialFillPolicy, RejectionReason
+from core.enums import ExecutionStatus, JournalEventType, PartialFillPolicy, RejectionReason
 from core.execution._payloads import outcome_payload
 from core.execution._run import Run
 from core.execution.effects import (
@@ -22,10 +22,11 @@ from core.execution.effects import (
 from core.execution.events import Halted, LookedUp, LookFailed, RemovalChecked, Removed, Traced
 from core.execution.state import Phase, Removal, Stage
 from core.records import OrderFinding, SendTrace
-from core.rules import SendFate, absence_proven, reconcile_backoff
+from core.rules import SendFate, absence_proven, measure_absence, reconcile_backoff
 from core.rules.settlement import VOLUME_EPS, closed_unfilled, finding_payload
 
 _S = ExecutionStatus
+_E = JournalEventType
 _R = RejectionReason
 
 
@@ -42,7 +43,9 @@ def fill_found(r: Run, finding: OrderFinding) -> None:
     if r.s.log is None or finding.ticket != r.s.ticket:
         return
     if r.log.status is _S.UNKNOWN:
-        r.transition(_S.SUBMITTED, "ORDER_FOUND", finding_payload(finding), order_id=finding.ticket)
+        r.transition(
+            _S.SUBMITTED, _E.ORDER_FOUND, finding_payload(finding), order_id=finding.ticket
+        )
         r.emit(MarkUnknown(False))
         r.set(phase=Phase.WATCHING)
     r.take(finding)
@@ -51,7 +54,7 @@ def fill_found(r: Run, finding: OrderFinding) -> None:
         return
     if not finding.done:
         if finding.filled_volume > 0:
-            r.journal("PARTIAL_FILL_OBSERVED", finding_payload(finding))
+            r.journal(_E.PARTIAL_FILL_OBSERVED, finding_payload(finding))
         return
     _closed_short(r, finding)
 
@@ -70,7 +73,7 @@ def _closed_short(r: Run, finding: OrderFinding) -> None:
         and not r.past_deadline()
         and s.halt_reason is None
     ):
-        r.journal("PARTIAL_FILL", {**finding_payload(finding), "remainder_lots": remainder})
+        r.journal(_E.PARTIAL_FILL, {**finding_payload(finding), "remainder_lots": remainder})
         r.set(
             prior_fills=s.fills,
             current_fills=(),
@@ -86,7 +89,7 @@ def _closed_short(r: Run, finding: OrderFinding) -> None:
     status, reason = closed_unfilled(finding.state)
     r.finish(
         status,
-        "ORDER_CLOSED_UNFILLED",
+        _E.ORDER_CLOSED_UNFILLED,
         finding_payload(finding),
         reason=reason,
         details=f"order {finding.ticket} closed with nothing filled (state {finding.state})",
@@ -123,7 +126,7 @@ def remove_and_settle(r: Run, reason: RejectionReason, details: str) -> None:
 def removed(r: Run, event: Removed) -> None:
     assert r.s.ticket is not None
     r.journal(
-        "ORDER_REMOVE_REQUESTED",
+        _E.ORDER_REMOVE_REQUESTED,
         outcome_payload(event.outcome) if event.outcome is not None else {"error": event.error},
     )
     r.emit(CheckRemoval(r.s.ticket, r.s.order_lots))
@@ -145,7 +148,7 @@ def removal_checked(r: Run, event: RemovalChecked) -> None:
         status = _S.EXPIRED if removal.reason is _R.ORDER_TIMEOUT else _S.REJECTED
         r.finish(
             status,
-            "ORDER_EXPIRED" if status is _S.EXPIRED else "ORDER_REMOVED",
+            _E.ORDER_EXPIRED if status is _S.EXPIRED else _E.ORDER_REMOVED,
             {},
             reason=removal.reason,
             details=removal.details,
@@ -188,7 +191,7 @@ def look_failed(r: Run, event: LookFailed) -> None:
         # Once per change, not per lookup: a terminal down for an hour must not write
         # thousands of identical events.
         r.set(fate=fate)
-        r.journal("RECONCILE_DEFERRED", {"error": event.error})
+        r.journal(_E.RECONCILE_DEFERRED, {"error": event.error})
     _look_again(r)
 
 
@@ -203,9 +206,11 @@ def looked_up(r: Run, event: LookedUp) -> None:
         _absent(r, trace)
         return
     r.set(ticket=finding.ticket)
-    r.journal("RECONCILED_FOUND", finding_payload(finding))
+    r.journal(_E.RECONCILED_FOUND, finding_payload(finding))
     if finding.open or (not finding.done and finding.filled_volume < r.s.order_lots):
-        r.transition(_S.SUBMITTED, "ORDER_FOUND", finding_payload(finding), order_id=finding.ticket)
+        r.transition(
+            _S.SUBMITTED, _E.ORDER_FOUND, finding_payload(finding), order_id=finding.ticket
+        )
         r.emit(MarkUnknown(False))
         r.set(phase=Phase.WATCHING)
         watch(r)
@@ -222,7 +227,7 @@ def _absent(r: Run, trace: SendTrace) -> None:
             # Once per change, not per lookup: the journal says why it still waits.
             r.set(fate=trace.fate)
             r.journal(
-                "RECONCILE_WAITING", {"send": trace.fate.value, "waited_seconds": round(waited, 3)}
+                _E.RECONCILE_WAITING, {"send": trace.fate.value, "waited_seconds": round(waited, 3)}
             )
         _look_again(r)
         return
@@ -237,7 +242,7 @@ def _absent(r: Run, trace: SendTrace) -> None:
         return
     if r.s.fills:
         # Earlier legs filled: the execution keeps them (PARTIALLY_FILLED).
-        r.journal("RECONCILED_ABSENT", {"waited_seconds": round(waited, 3)})
+        r.journal(_E.RECONCILED_ABSENT, {"waited_seconds": round(waited, 3)})
         r.finalize_fills(
             None,
             reason=_R.NOT_SENT,
@@ -248,7 +253,7 @@ def _absent(r: Run, trace: SendTrace) -> None:
     since = "it was first looked up" if trace.fate is SendFate.UNKNOWN else "order_send started"
     r.finish(
         _S.REJECTED,
-        "RECONCILED_ABSENT",
+        _E.RECONCILED_ABSENT,
         {"waited_seconds": round(waited, 3), "send": trace.fate.value, "fenced": fenced},
         reason=_R.NOT_SENT,
         details=f"no order with client id {request.client_id} at the terminal "
@@ -257,18 +262,11 @@ def _absent(r: Run, trace: SendTrace) -> None:
 
 
 def _measure(r: Run, trace: SendTrace) -> tuple[float, bool]:
-    """(seconds waited, fenced), as `actors._send_ledger.AbsenceClock.measure`: from when
-    order_send started; a send this BrokerActor never saw from the first lookup that met
-    it, fenced by a send that started after that lookup."""
-    now = r.now.mono
-    if trace.fate is SendFate.UNKNOWN:
-        base = r.s.absence_base
-        if base is None or base[0] != trace.broker:
-            base = (trace.broker, trace.seq, now)
-            r.set(absence_base=base)
-        return now - base[2], trace.fence > base[1]
-    started = trace.started_mono if trace.started_mono is not None else now
-    return now - started, trace.fence > trace.seq
+    """(seconds waited, fenced): the same measure as crash recovery's (`measure_absence`)."""
+    waited, fenced, base = measure_absence(trace, r.now.mono, r.s.absence_base)
+    if base != r.s.absence_base:
+        r.set(absence_base=base)
+    return waited, fenced
 
 
 def _look_again(r: Run) -> None:

@@ -34,7 +34,7 @@ from core.rules.positions import (
     plan_position_effect,
 )
 from core.rules.prices import deviation_points, pip_size, slippage_pips, spread_pips, vwap
-from core.rules.reconcile import SendFate, absence_proven, reconcile_backoff
+from core.rules.reconcile import SendFate, absence_proven, measure_absence, reconcile_backoff
 from core.rules.retcodes import (
     LAST_ERROR_NAMES,
     RETCODE_NAMES,
@@ -95,6 +95,7 @@ __all__ = [
     "lots_to_units",
     "make_client_id",
     "margin_check",
+    "measure_absence",
     "owned_positions",
     "pip_size",
     "plan_position_effect",

@@ -29,6 +29,14 @@ with back-off until it is found or proven absent.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.records import SendTrace
+
+AbsenceBase = tuple[int, int, float]
+"""(BrokerActor incarnation, its last send number, monotonic time) at the first lookup that
+met a send that BrokerActor never saw."""
 
 
 class SendFate(StrEnum):
@@ -60,6 +68,25 @@ def absence_proven(fate: SendFate, *, waited: float, window: float, fenced: bool
     if waited < window:
         return False
     return fate is SendFate.ANSWERED or fenced
+
+
+def measure_absence(
+    trace: SendTrace, now: float, base: AbsenceBase | None, *, sender_gone: bool = False
+) -> tuple[float, bool, AbsenceBase | None]:
+    """(seconds waited, fenced, the base to keep for the next lookup) of an order not found.
+
+    Measured from when order_send actually started. A send the BrokerActor never saw
+    (UNKNOWN: it was replaced, or the engine restarted) is measured from the first lookup
+    that met it (`base`), and fenced by a send that started after that lookup.
+    `sender_gone`: the process that sent it has died, so nothing of it is still on its way
+    from this engine.
+    """
+    if trace.fate is SendFate.UNKNOWN:
+        if base is None or base[0] != trace.broker:
+            base = (trace.broker, trace.seq, now)
+        return now - base[2], sender_gone or trace.fence > base[1], base
+    started = trace.started_mono if trace.started_mono is not None else now
+    return now - started, trace.fence > trace.seq, base
 
 
 def reconcile_backoff(attempt: int, base: float, cap: float) -> float:

@@ -1,7 +1,7 @@
 """How an execution settles on what the terminal says filled (pure).
 
 One set of rules for the OrderActor (through `core.execution`) and for crash recovery and
-late corrections (`actors.recovery`, `actors._recover_legs`, `actors._corrections`): the
+late corrections (`actors._recover_order`, `actors._recover_legs`, `actors._corrections`): the
 fill price, the slippage against the intended price, the units, the rounding, the leg
 status, and what an order that closed with nothing filled ends as.
 """

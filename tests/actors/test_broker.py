@@ -21,10 +21,11 @@ import pytest
 from actors._scheduler import Scheduler
 from actors.broker import BrokerActor, BrokerConfig, SendRequest
 from actors.kill_switch import TradingSwitch
-from actors.messages import FillUpdate, OrderFinding, Preflight, SendOutcome
+from actors.messages import FillUpdate
 from core.clock import Clock, SystemClock
 from core.enums import ExecutionStatus, RetcodeClass
 from core.models import ExecutionRequest
+from core.records import OrderFinding, Preflight, SendOutcome
 from core.rules import deviation_points, make_client_id, pip_size
 from core.testing import ManualClock
 from terminals.simulated import SimulatedTerminal

@@ -22,10 +22,10 @@ import pytest
 
 from actors._reply import Reply
 from actors.broker import SendRequest
-from actors.messages import SendOutcome
 from core.enums import ExecutionStatus as S
 from core.enums import RejectionReason as R
 from core.models import ExecutionConfirmation, ExecutionRequest
+from core.records import SendOutcome
 from terminals.bridge import RpycTerminal
 from terminals.simulated import SimulatedTerminal
 from tests.actors.conftest import EngineFactory, rpm

@@ -20,11 +20,13 @@ from actors._reply import FastInbox, Reply
 from actors._scheduler import Scheduler
 from actors._shared import MarginBook
 from actors.kill_switch import TradingSwitch
-from actors.messages import NewExecution, Preflight
-from actors.order import OrderActor, OrderConfig, OrderContext
+from actors.messages import NewExecution
+from actors.order import OrderActor, OrderContext
 from core.clock import SystemClock
 from core.enums import ExecutionStatus, RejectionReason
 from core.errors import PersistenceUnavailableError
+from core.execution import OrderConfig
+from core.records import Preflight
 from terminals.simulated import SimulatedTerminal
 from tests.actors.conftest import EngineFactory, rpm
 from tests.core._execution_driver import PREFLIGHT

@@ -13,7 +13,8 @@ import pykka
 
 from actors._poller import Poller, _PollTick
 from actors._scheduler import Scheduler
-from actors.messages import FillUpdate, OrderFinding
+from actors.messages import FillUpdate
+from core.records import OrderFinding
 
 
 class Watcher:

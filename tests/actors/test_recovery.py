@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from actors._recovery_writes import _path
 from actors.facade import ExecutionFacade
-from actors.recovery import _path
 from core.clock import utc_micros
 from core.enums import ExecutionStatus, RejectionReason
 from core.errors import ReconciliationError

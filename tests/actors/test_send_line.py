@@ -22,9 +22,9 @@ from actors._send_ledger import SendLedger
 from actors._send_line import SendLine, SendRequest, _SendTurn
 from actors._terminal_link import TerminalLink
 from actors._terminal_watch import TerminalWatch
-from actors.messages import SendOutcome
 from core.enums import RetcodeClass
 from core.models import ExecutionRequest
+from core.records import SendOutcome
 from core.rules import SendFate
 from core.testing import ManualClock
 from terminals.simulated import SimulatedTerminal

@@ -9,6 +9,7 @@ import string
 import pytest
 
 from core.enums import Direction, RejectionReason, RetcodeClass
+from core.records import SendTrace
 from core.rules import (
     CLIENT_ID_MAX_LENGTH,
     CLIENT_ID_RE,
@@ -36,6 +37,7 @@ from core.rules import (
     lots_to_units,
     make_client_id,
     margin_check,
+    measure_absence,
     pip_size,
     reconcile_backoff,
     required_margin,
@@ -776,6 +778,22 @@ def test_absence_is_proven_only_on_evidence(
     fate: SendFate, waited: float, fenced: bool, proven: bool
 ) -> None:
     assert absence_proven(fate, waited=waited, window=1.0, fenced=fenced) is proven
+
+
+def test_absence_is_measured_from_the_send_or_from_the_first_lookup() -> None:
+    started = SendTrace(SendFate.CUT, broker=1, fence=4, seq=3, started_mono=10.0)
+    assert measure_absence(started, 12.5, None) == (2.5, True, None)
+
+    # A send this BrokerActor never saw: from the first lookup, fenced by a later send.
+    unseen = SendTrace(SendFate.UNKNOWN, broker=2, fence=7, seq=7)
+    waited, fenced, base = measure_absence(unseen, 20.0, None)
+    assert (waited, fenced, base) == (0.0, False, (2, 7, 20.0))
+    later = SendTrace(SendFate.UNKNOWN, broker=2, fence=8, seq=8)
+    assert measure_absence(later, 23.0, base) == (3.0, True, base)
+    # A replaced BrokerActor's numbers start again: so does the measure.
+    replaced = SendTrace(SendFate.UNKNOWN, broker=3, fence=0, seq=0)
+    assert measure_absence(replaced, 30.0, base) == (0.0, False, (3, 0, 30.0))
+    assert measure_absence(unseen, 20.0, None, sender_gone=True)[1] is True
 
 
 def test_reconcile_backoff_grows_to_its_cap() -> None:

@@ -25,10 +25,10 @@ import pytest
 
 from actors._scheduler import Scheduler
 from actors.broker import BrokerActor, BrokerConfig
-from actors.messages import OrderFinding, Preflight, SendOutcome
 from core.clock import SystemClock
 from core.enums import RetcodeClass
 from core.models import ExecutionRequest
+from core.records import OrderFinding, Preflight, SendOutcome
 from terminals import types
 from terminals.bridge import RpycTerminal, _literal
 from terminals.sim_server import build_server
