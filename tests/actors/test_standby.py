@@ -13,10 +13,12 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from actors.facade import ExecutionFacade
+from api.app import create_app
 from core.enums import ExecutionStatus, RejectionReason
 from core.errors import AccountNotOwnedError, ConfigurationError
 from core.testing import ManualClock
 from tests.actors.conftest import EngineFactory, rpm
+from tests.api._support import TOKENS, ApiClient, bearer
 from tests.helpers import eventually
 
 STANDBY = {"takeover_seconds": 0.5}
@@ -132,3 +134,20 @@ def test_the_gate_rereads_the_state_when_the_listener_is_not_current(
     confirmation = a.execute(rpm("rpm_sb_reread"))
     assert confirmation.status is ExecutionStatus.REJECTED
     assert a.switch.halted
+
+
+def test_the_api_of_a_standby_redirects_trades_and_says_what_it_owns(
+    postgres_url: str, make_engine: EngineFactory
+) -> None:
+    a = _instance(make_engine, postgres_url, "a")
+    eventually(lambda: _owns(a), what="a owns the account")
+    b = _instance(make_engine, postgres_url, "b")
+    with ApiClient(create_app(b, TOKENS)) as client:
+        moved = client.post("/execute", json=rpm("rpm_sb_api"), headers=bearer("trader"))
+        health = client.get("/health").json()
+    assert moved.status_code == 307
+    assert moved.headers["location"] == "http://a.example:8000/execute"
+    assert health["instance"] == "b"
+    assert health["accounts_owned"] == []
+    with ApiClient(create_app(a, TOKENS)) as client:
+        assert client.get("/health").json()["accounts_owned"] == ["default"]
