@@ -52,6 +52,7 @@ def reconcile_account(supervisor: Supervisor, account: str) -> RecoveryReport:
     `ReconciliationError` (the takeover is retried at the next check) on a failure."""
     recovery = supervisor.recovery
     orders = supervisor.orders
+    recovery.reconciler.taken_over(account)
     ids = [
         r.execution_id
         for r in supervisor.repository.non_final(account=account)
