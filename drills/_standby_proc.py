@@ -38,6 +38,7 @@ from terminals.factory import terminal_from_settings
 _out = threading.Lock()
 _SETTLE_TIMEOUT = 60.0
 _OWN_TIMEOUT = 120.0
+_RETRY_TIMEOUT = 120.0
 
 
 def _emit(line: str) -> None:
@@ -71,16 +72,23 @@ def _trader(engine: ExecutionFacade, args: argparse.Namespace) -> None:
         pause.wait(0.01)
     _emit(f"OWNER {time.time():.6f}")
 
-    def one(index: int) -> None:
+    def one(index: int) -> bool:
         try:
             confirmation = engine.execute(trade(args.run, index, args.seed))
         except Exception as exc:
             _emit(f"ERROR {index} {type(exc).__name__}: {exc}")
-            return
+            return False
         _emit(f"FINAL {index} {confirmation.status}")
+        return True
 
     with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
-        list(pool.map(one, range(args.executions)))
+        answered = list(pool.map(one, range(args.executions)))
+    # Keep trying what got no answer, as an RPM would (a cut-off instance keeps failing).
+    failed = [index for index, ok in enumerate(answered) if not ok]
+    deadline = time.monotonic() + _RETRY_TIMEOUT
+    while failed and time.monotonic() < deadline:
+        pause.wait(0.2)
+        failed = [index for index in failed if not one(index)]
     deadline = time.monotonic() + _SETTLE_TIMEOUT
     while _owns(engine) and engine.repository.non_final(account=DEFAULT_ACCOUNT):
         if time.monotonic() > deadline:

@@ -15,6 +15,7 @@ standby trading; None for firm-halt) and `sends_by_instance` (calls of `order_se
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import signal
 import sys
@@ -119,8 +120,6 @@ class _Drill:
             "EE_MAGIC": str(self.magic),
             "EE_INSTANCE_NAME": instance,
             "EE_TAKEOVER_SECONDS": str(self.takeover_seconds),
-            # The pool's sessions carry it (libpq), so the partition can find them.
-            "PGAPPNAME": f"ee-drill-{instance}",
         })  # fmt: skip
         command = [
             sys.executable, "-m", "drills._standby_proc", "--role", role,
@@ -275,17 +274,39 @@ def run_failover(
 _PARTITION = text(
     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
     "WHERE datname = current_database() AND pid <> pg_backend_pid() AND "
-    "(application_name = :app OR pid IN (SELECT backend_pid FROM account_leases "
+    "(client_port = ANY(:ports) OR pid IN (SELECT backend_pid FROM account_leases "
     "WHERE owner = :owner))"
 )
+
+
+def _local_ports(pid: int) -> list[int]:
+    """The local TCP ports of process `pid`'s sockets (Linux /proc): its database
+    sessions are those whose `client_port` is one of them."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    ports = []
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/net/{table}") as rows:
+            next(rows, None)
+            for row in rows:
+                fields = row.split()
+                if len(fields) > 9 and fields[9] in inodes:
+                    ports.append(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 class _Partition:
     """Ends every database session of one instance, again and again, until stopped."""
 
-    def __init__(self, engine: Engine, instance: str, interval: float = 0.05) -> None:
+    def __init__(self, engine: Engine, instance: str, pid: int, interval: float = 0.05) -> None:
         self._engine = engine
-        self._params = {"app": f"ee-drill-{instance}", "owner": instance}
+        self._pid = pid
+        self._params: dict[str, Any] = {"owner": instance}
         self._interval = interval
         self._stop = threading.Event()
         self.ended = 0
@@ -301,6 +322,7 @@ class _Partition:
         self._thread.join(10)
 
     def cut(self) -> None:
+        self._params["ports"] = _local_ports(self._pid)
         with self._engine.begin() as connection:
             self.ended += len(connection.execute(_PARTITION, self._params).all())
 
@@ -334,7 +356,7 @@ def run_partition(
         lines.wait("a's answers", lambda: lines.count("a", "FINAL") >= cut_after)
         admin = create_db_engine(drill.store_url)
         try:
-            with _Partition(admin, "a") as partition:
+            with _Partition(admin, "a", drill.processes["a"].popen.pid) as partition:
                 cut_at = time.time()
                 answered = lines.count("a", "FINAL")
                 progress(f"a cut off after {answered} answers; b takes over")
