@@ -152,6 +152,9 @@ class OrderSender:
         # point is seen here, and a halt that comes later waits for this send to return.
         with self._switch.sending(reduces=request.reduces) as allowed:
             if not allowed:
+                fenced = self._switch.fenced
+                if fenced is not None:
+                    return not_sent(fenced)  # another instance owns the account now
                 return SendOutcome(klass=RetcodeClass.FINAL, retcode=None, halted=True)
             return self._send(order_request)
 

@@ -101,6 +101,9 @@ class BackgroundRecovery:
         self.stopping = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self.owned: Callable[[], list[str]] | None = None
+        """Hot standby: the accounts this instance owns (None: all); the others' executions
+        are never reconciled here."""
 
     # --- the thread -----------------------------------------------------------------------
 
@@ -209,13 +212,18 @@ class BackgroundRecovery:
         now = self._clock.monotonic()
         if now < self._late_due or not self._children_alive():
             return
+        if self.owned is not None and not self.owned():
+            return  # a standby: the owner corrects its own late fills
         self._late_due = now + self._config.late_interval
         with self._reconcile_lock:
             self._late.check()
 
     def reconcile_all(self) -> None:
         """Queue every execution that is not final and has no live OrderActor."""
-        ids = {r.execution_id for r in self._non_final()}
+        if self.owned is None:
+            ids = {r.execution_id for r in self._non_final()}
+        else:
+            ids = {r.execution_id for a in self.owned() for r in self._non_final(account=a)}
         self._orders.adopt(ids)
         self._wake.set()
 

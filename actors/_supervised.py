@@ -32,7 +32,7 @@ from core.models import JournalEvent
 from storage.journal import AuditKey
 from storage.ops import WriteOp
 from storage.tickets import TicketClaims
-from storage.writer import JournalWriter
+from storage.writer import Fence, JournalWriter
 from terminals.base import Terminal
 
 DeathReport = Callable[[str, BaseException | None], None]
@@ -255,8 +255,10 @@ class ObservedWriter(JournalWriter):
         *,
         audit_key: AuditKey | None = None,
         on_head: Callable[[int, str], None] | None = None,
+        fence: Fence | None = None,
+        shared: bool = False,
     ) -> None:
-        super().__init__(engine, audit_key=audit_key)
+        super().__init__(engine, audit_key=audit_key, fence=fence, shared=shared)
         self._observe = observe
         self._tickets = TicketClaims(engine)
         self._on_head = on_head

@@ -26,8 +26,10 @@ import pykka
 from pydantic import ValidationError
 
 from actors._dispatcher import Dispatcher
+from actors._firm_state import FirmState
 from actors._flatten import FlattenPorts, flatten
 from actors._legs import PositionClaims
+from actors._ownership import ownership_from_settings
 from actors._recovery_report import RecoveryReport
 from actors._scheduler import Scheduler
 from actors._shared import MarginBook
@@ -37,6 +39,7 @@ from actors.metrics import EngineMetrics
 from actors.order import OrderContext
 from actors.persistence import StoredDecisions
 from actors.supervisor import Supervisor
+from core.accounts import load_accounts
 from core.clock import Clock, SystemClock
 from core.enums import ExecutionStatus, RejectionReason
 from core.errors import (
@@ -110,6 +113,11 @@ class ExecutionFacade:
         self.repository = Repository(self._db)
         self._stored = StoredDecisions(self._db, self.repository)
         self.scheduler = Scheduler(self._clock.monotonic)
+        self.ownership = ownership_from_settings(
+            settings, database_url, self._db, self._clock, load_accounts(settings).names
+        )
+        """Hot standby (EE_STANDBY): the accounts this instance trades; None = all of them."""
+        self._firm_state: FirmState | None = None
         self.margin = MarginBook()
         self.claims = PositionClaims()
         # The Supervisor owns the actors and the kill switch: it starts the Persistence and
@@ -127,6 +135,7 @@ class ExecutionFacade:
             scheduler=self.scheduler,
             metrics=self.metrics,
             margin=self.margin,
+            ownership=self.ownership,
         )
         self.switch = self.supervisor.switch
         self.probe = self.supervisor.probe
@@ -142,7 +151,14 @@ class ExecutionFacade:
         )
         try:
             self.recovery: RecoveryReport = self.supervisor.start()
+            if self.ownership is not None:
+                self._firm_state = FirmState(
+                    database_url, self.repository, self.supervisor.kill_switch, self._clock
+                )
+                self._firm_state.start()
+                self.ownership.start()
         except BaseException:
+            self._stop_standby()
             self.supervisor.stop()
             self.scheduler.stop()
             if self._order_pool is not None:
@@ -219,6 +235,8 @@ class ExecutionFacade:
             rpm = parse_rpm(rpm_output)
         except InvalidRequestError as exc:
             return self._refused(rpm_output, exc)
+        if self.ownership is not None:
+            self.ownership.require(rpm.account)  # AccountNotOwnedError: trade it there
         payload, fingerprint = rpm.payload_and_fingerprint()
         decision_id = rpm.decision_id
         with self._lock:
@@ -442,7 +460,11 @@ class ExecutionFacade:
     def health(self) -> dict[str, Any]:
         """Broker connection, database ping, trading state, each actor's state and the
         restart counts (what `/health` serves); never blocks on an actor."""
-        return self.supervisor.health()
+        health = self.supervisor.health()
+        if self.ownership is not None:
+            health["instance"] = self.ownership.owner
+            health["accounts_owned"] = self.ownership.owned()
+        return health
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -454,12 +476,20 @@ class ExecutionFacade:
                 return
             self._stopped = True
         self.supervisor.stop(timeout)
+        self._stop_standby(timeout)
         self.scheduler.stop()
         if self._order_pool is not None:
             self._order_pool.close(timeout)
         self._db.dispose()
         if self._froze:
             gc.unfreeze()  # the host process goes on: its objects are collectable again
+
+    def _stop_standby(self, timeout: float = 10.0) -> None:
+        """Release the leases (a standby takes over) and stop hearing the firm's state."""
+        if self._firm_state is not None:
+            self._firm_state.stop(timeout)
+        if self.ownership is not None:
+            self.ownership.stop(timeout)
 
     def __enter__(self) -> ExecutionFacade:
         return self

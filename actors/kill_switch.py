@@ -51,6 +51,10 @@ class TradingSwitch:
         self._halted = halted
         self._reducing = False
         self._reason = reason
+        self._fenced: str | None = None
+        self.before_send: Callable[[], None] | None = None
+        """Called before the gate is taken for a send (hot standby: re-read a trading state
+        a missed notification may have changed); whatever it raises refuses the send."""
 
     @property
     def halted(self) -> bool:
@@ -69,7 +73,25 @@ class TradingSwitch:
 
     @property
     def reason(self) -> str:
-        return self._reason
+        return self._fenced if self._fenced is not None else self._reason
+
+    @property
+    def fenced(self) -> str | None:
+        """Why this instance may not send now although trading is not halted (hot standby:
+        another instance owns the account), or None."""
+        return self._fenced
+
+    def fence(self, reason: str | None, wait: float = 30.0) -> bool:
+        """Close (`reason`) or open (None) the gate for a reason outside the trading state,
+        which stays as it is and is not persisted. Closing waits up to `wait` seconds for an
+        `order_send` in progress, as a halt does; False when one was still running."""
+        self._fenced = reason
+        if reason is None:
+            return True
+        if self._gate.acquire(timeout=wait):
+            self._gate.release()
+            return True
+        return False
 
     def set(
         self, halted: bool, reason: str = "", wait: float = 30.0, *, reducing: bool = False
@@ -92,8 +114,21 @@ class TradingSwitch:
     def sending(self, *, reduces: bool = False) -> Iterator[bool]:
         """Hold the gate around one `order_send`; yields False (send nothing) when halted,
         or when REDUCING and this send does not only reduce a position (`reduces`)."""
+        check = self.before_send
+        refused = False
+        if check is not None:
+            try:
+                check()
+            except Exception:
+                log.warning("the trading state could not be checked before a send", exc_info=True)
+                refused = True
         with self._gate:
-            yield not self._halted and (reduces or not self._reducing)
+            yield (
+                not refused
+                and self._fenced is None
+                and not self._halted
+                and (reduces or not self._reducing)
+            )
 
 
 class KillSwitch(TradingSwitch):

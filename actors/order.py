@@ -349,7 +349,9 @@ class OrderActor(PooledActor, FastInbox):
 
     def _trading(self) -> Trading:
         switch = self._ctx.switch
-        return Trading(halted=switch.halted, reducing=switch.reducing, reason=switch.reason)
+        # Fenced (another instance owns the account) stops an execution as a halt does.
+        halted = switch.halted or switch.fenced is not None
+        return Trading(halted=halted, reducing=switch.reducing, reason=switch.reason)
 
     def _release(self) -> None:
         ctx = self._ctx

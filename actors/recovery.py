@@ -97,6 +97,9 @@ class Reconciler:
         self._on_unknown = on_unknown
         self._started = clock.now()
         """This run's start: a send journaled before it belongs to a process that is gone."""
+        self._taken_over: dict[str, datetime] = {}
+        """Hot standby: account -> when this instance took it over; the same holds for a
+        send journaled before then (the previous owner stopped sending before it)."""
         self._clocks: dict[str, AbsenceClock] = {}
         """execution_id -> how long its order has had to appear (`AbsenceClock`)."""
         self._due: dict[str, tuple[int, float]] = {}
@@ -105,6 +108,11 @@ class Reconciler:
         """Executions whose margin this reconciler reserved."""
 
     # --- the run -----------------------------------------------------------------------
+
+    def taken_over(self, account: str) -> None:
+        """Hot standby: `account` is this instance's from now; what its executions journaled
+        before was sent (or not) by the previous owner, which no longer sends."""
+        self._taken_over[account] = self._clock.now()
 
     def run(
         self,
@@ -245,7 +253,9 @@ class Reconciler:
         # A previous run's send: the process that sent it is gone, so nothing of it is
         # still on its way from this engine; the window covers the terminal's own work.
         waited, fenced = clock.measure(
-            trace, self._clock.monotonic(), sender_gone=record.updated_at < self._started
+            trace,
+            self._clock.monotonic(),
+            sender_gone=record.updated_at < self._taken_over.get(record.account, self._started),
         )
         if not absence_proven(
             trace.fate, waited=waited, window=self._config.reconcile_window, fenced=fenced

@@ -38,6 +38,7 @@ from actors._children import Child, Children, ChildState, RestartWindow
 from actors._failures import is_own_failure
 from actors._order_registry import OrderRegistry
 from actors._orphans import BackgroundRecovery
+from actors._ownership import Ownership
 from actors._recovery_report import RecoveryReport
 from actors._scheduler import Scheduler
 from actors._shared import MarginBook
@@ -51,6 +52,7 @@ from actors._supervised import (
 )
 from actors._supervisor_actor import ChildDied, OrderDied, SupervisorInbox
 from actors._supervisor_config import SUPERVISOR, SupervisorConfig
+from actors._takeover import standby
 from actors._terminal_identity import TERMINAL_IDENTIFIED
 from actors._trading_control import TradingControl
 from actors._watchdog import Watchdog
@@ -88,8 +90,11 @@ class Supervisor:
         metrics: EngineMetrics | None = None,
         config: SupervisorConfig | None = None,
         margin: MarginBook | None = None,
+        ownership: Ownership | None = None,
     ) -> None:
         self.terminal = terminal
+        self.ownership = ownership
+        """Hot standby: the accounts this instance owns; None = it trades them all."""
         self.db = db
         self.repository = repository
         self.config = cfg = config or SupervisorConfig.from_settings(settings)
@@ -131,6 +136,8 @@ class Supervisor:
                     self.watchdog.journal_result,
                     audit_key=self.audit_key,
                     on_head=self.checkpoints.note,
+                    fence=ownership.fence if ownership is not None else None,
+                    shared=ownership is not None,
                 ),
                 max_batch=settings.group_commit_max,
                 on_commit=metrics.db_written if metrics is not None else None,
@@ -196,6 +203,8 @@ class Supervisor:
         )
         """The read-only view drills, benchmarks and tests use."""
         self.fault_injection = EngineFaults(self.faults, self.children, self.orders)
+        if ownership is not None:
+            standby(self, ownership)
 
     @property
     def total_restarts(self) -> int:
@@ -229,7 +238,8 @@ class Supervisor:
         except (PersistenceError, pykka.ActorDeadError) as exc:
             log.warning("terminal identity not journaled yet: %s", exc)
         persisted = self.repository.trading_state()
-        records = self.repository.non_final()
+        # Hot standby: nothing is owned yet; each account is reconciled when taken over.
+        records = self.repository.non_final() if self.ownership is None else []
         report = self.recovery.reconcile(
             [r.execution_id for r in records],
             "at start",

@@ -152,6 +152,14 @@ class HealthOut(BaseModel):
     )
     executions_in_flight: int
     version: str
+    instance: str | None = Field(
+        default=None, description="Hot standby: this instance's name (absent otherwise)."
+    )
+    accounts_owned: list[str] | None = Field(
+        default=None,
+        description="Hot standby: the accounts this instance trades now; the others are "
+        "traded by another instance (absent without a standby).",
+    )
     detail: dict[str, Any] | None = Field(
         default=None,
         description="The engine's full report (restarts, last failures, halt reason); "

@@ -30,6 +30,7 @@ from api.config import ApiConfig
 from api.logs import configure_logging
 from core.settings import Settings, load_settings
 from storage.db import default_sqlite_url, redact_url
+from storage.single_instance import sqlite_instance_lock
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +117,21 @@ def serve(
     configure_logging(settings.log_format, settings.log_level, _secrets_of(settings, tokens, url))
 
     with _start_up_failure_logged(settings.log_format == "json"):
-        sock = _listen(host, port)
+        # SQLite is single-instance: a second engine on the file stops here, in one line.
+        instance_lock = sqlite_instance_lock(url)
+        try:
+            sock = _listen(host, port)
+        except BaseException:
+            if instance_lock is not None:
+                instance_lock.release()
+            raise
         try:
             log.info("starting the engine on %s (terminal: %s)", redact_url(url), settings.terminal)
             facade = create_execution_engine(database_url=url, settings=settings)
         except BaseException:
             sock.close()
+            if instance_lock is not None:
+                instance_lock.release()
             raise
     try:
         api_config = dataclasses.replace(config or ApiConfig(), stop_facade_on_shutdown=True)
@@ -147,6 +157,8 @@ def serve(
     finally:
         facade.stop()
         sock.close()
+        if instance_lock is not None:
+            instance_lock.release()
 
 
 class _Server(uvicorn.Server):

@@ -118,6 +118,40 @@ class Settings(BaseSettings):
     pair. Unset keeps the one-terminal set-up: an account `default` built from the terminal,
     magic, limit and position-policy settings here."""
 
+    # --- hot standby (PostgreSQL) ----------------------------------------------------------
+    standby: bool | None = Field(
+        None,
+        validation_alias="EE_STANDBY",
+        description="Share the database with other instances: each account is traded by the "
+        "instance holding its lease; unset = on when EE_ADVERTISE_URL or EE_INSTANCE_NAME is set.",
+    )
+    """Off (the default) keeps the single-instance engine exactly as it was. On, `serve` needs
+    PostgreSQL: accounts are leased (`storage.lease`), intents are fenced, and halts are pushed
+    to every instance (`storage.notify`)."""
+    instance_name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        validation_alias="EE_INSTANCE_NAME",
+        description="This instance's name in the lease table and in 503 answers; "
+        "unset = host name and process id.",
+    )
+    advertise_url: str | None = Field(
+        None,
+        min_length=1,
+        validation_alias="EE_ADVERTISE_URL",
+        description="Base URL other instances redirect (307) an account's trades to while "
+        "this instance owns it; unset = they answer 503 naming this instance.",
+    )
+    takeover_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        validation_alias="EE_TAKEOVER_SECONDS",
+        description="A standby trades an account at most this long after its owner died "
+        "(lease checks run five times per period; a new owner waits two checks first).",
+    )
+
     # --- terminal --------------------------------------------------------------------------
     terminal: TerminalKind = Field(
         "simulated",
@@ -397,6 +431,13 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least {_MIN_AUDIT_KEY_LENGTH} characters")
         return value
 
+    @field_validator("advertise_url")
+    @classmethod
+    def _advertise_url_format(cls, value: str | None) -> str | None:
+        if value is not None and not _WEBHOOK_URL.fullmatch(value.strip()):
+            raise ValueError("must be http:// or https:// with a host")
+        return value
+
     @field_validator("alert_webhook_url")
     @classmethod
     def _alert_urls_format(cls, value: SecretStr | None) -> SecretStr | None:
@@ -433,6 +474,13 @@ class Settings(BaseSettings):
     def audit_key_secret(self) -> str | None:
         """The plain EE_AUDIT_KEY, or None when the chain is not keyed."""
         return self.audit_key.get_secret_value() if self.audit_key is not None else None
+
+    @property
+    def standby_enabled(self) -> bool:
+        """EE_STANDBY, or implied by EE_ADVERTISE_URL / EE_INSTANCE_NAME when unset."""
+        if self.standby is not None:
+            return self.standby
+        return self.advertise_url is not None or self.instance_name is not None
 
     @property
     def database_url(self) -> str | None:

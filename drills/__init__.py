@@ -12,12 +12,16 @@ one fault injected mid-burst, recovery, and a JSON verdict.
 | halt-under-load | an operator halts mid-burst (PLACED orders are open) |
 | engine-kill | the engine process is SIGKILLed mid-burst and restarted |
 | flatten-under-faults | a flatten of 3 symbols while closes time out and the broker dies |
+| failover | two instances (hot standby); the owner is SIGKILLed mid-burst |
+| partition | the owner's database sessions are ended while its process runs on |
+| firm-halt | a halt on the standby instance during a burst on the owner |
 
 Each returns `drill`, `executions`, `final_statuses`, `duplicates` (executions with more
 than one order at the terminal), `lost` (executions without a final state after
 recovery), `orders_without_intent` (terminal orders with the drill's magic and no
 SUBMITTING in the journal), `recovery_seconds`, `audit_verified` and `passed`, plus
-`details`. Drills never run against a real terminal: each builds its own simulator.
+`details`; the two-instance drills (`drills.standby`) add `takeover_seconds` and
+`sends_by_instance`. Drills never run against a real terminal: each builds its own simulator.
 """
 
 from __future__ import annotations
@@ -39,7 +43,13 @@ DRILL_NAMES: tuple[str, ...] = (
     "halt-under-load",
     "engine-kill",
     "flatten-under-faults",
+    "failover",
+    "partition",
+    "firm-halt",
 )
+
+PROCESS_DRILLS: tuple[str, ...] = ("engine-kill", "failover", "partition", "firm-halt")
+"""The drills that run engines in processes of their own, on PostgreSQL."""
 
 
 def run_drill(
@@ -66,6 +76,14 @@ def run_drill(
         from drills.engine_kill import run_engine_kill
 
         return run_engine_kill(executions, seed, database_url, say)
+    if name in ("failover", "partition", "firm-halt"):
+        from drills import standby
+
+        if name == "failover":
+            return standby.run_failover(executions, seed, database_url, say)
+        if name == "partition":
+            return standby.run_partition(executions, seed, database_url, say)
+        return standby.run_firm_halt(executions, seed, database_url, say)
     from drills._in_process import run_in_process
 
     return run_in_process(name, executions, seed, database_url, say)
@@ -91,4 +109,4 @@ def run_drill_beside(
     )
 
 
-__all__ = ["DRILL_NAMES", "run_drill", "run_drill_beside"]
+__all__ = ["DRILL_NAMES", "PROCESS_DRILLS", "run_drill", "run_drill_beside"]

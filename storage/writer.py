@@ -12,11 +12,12 @@ Not thread-safe: exactly one `JournalWriter` per database, used from one thread.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
+from core.enums import ExecutionStatus
 from core.errors import DuplicateDecisionError, PersistenceUnavailableError
 from core.models import JournalEvent, TradingStateRecord
 from storage._batch import BatchPlan, State, held_states, plan_batch
@@ -30,8 +31,21 @@ from storage._pg_one_trip import (
 )
 from storage.db import redact_url
 from storage.journal import AuditKey, read_tail
+from storage.notify import publish
 from storage.ops import WriteOp, utc_op
 from storage.schema import execution_logs, row_to_log, trading_state
+
+Fence = Callable[[Connection, str], None]
+"""Raises (`LeaseLostError`) unless this instance still holds the account's lease; called
+inside the write-ahead transaction (`storage.lease.LeaseKeeper.fence`)."""
+
+FIRM_SCOPE = "firm"
+"""The scope of the one trading state in NOTIFY payloads (`storage.notify`)."""
+
+# Every instance sharing the database appends to the one chain: each batch takes this
+# transaction lock, then reads the tail, so two writers never fork it.
+_CHAIN_LOCK = text("SELECT pg_advisory_xact_lock(7526086419520837427)")
+_INTENT = ExecutionStatus.SUBMITTING.value
 
 _SELECT_LOGS = select(execution_logs).where(
     execution_logs.c.execution_id.in_(bindparam("execution_ids", expanding=True))
@@ -47,9 +61,20 @@ class JournalWriter:
     first that the journal is not keyed with another key (`storage.journal.check_audit_key`).
     """
 
-    def __init__(self, engine: Engine, *, audit_key: AuditKey | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        audit_key: AuditKey | None = None,
+        fence: Fence | None = None,
+        shared: bool = False,
+    ) -> None:
         self._engine = engine
         self._audit_key = audit_key
+        self._fence = fence
+        """Hot standby: checked for every account an intent (SUBMITTING) of a batch names."""
+        self._shared = shared and engine.dialect.name == "postgresql"
+        """Other instances append to the same chain: lock it and read its tail per batch."""
         try:
             with engine.connect() as connection:
                 self._last_sequence, self._last_hash = _read_tail(connection)
@@ -139,8 +164,14 @@ class JournalWriter:
             connection = self._connect()
             try:
                 transaction = connection.begin()
-                if self._stale:
+                if self._shared:
+                    connection.execute(_CHAIN_LOCK)
                     self._last_sequence, self._last_hash = _read_tail(connection)
+                elif self._stale:
+                    self._last_sequence, self._last_hash = _read_tail(connection)
+                if self._fence is not None:
+                    for account in _intent_accounts(ops):
+                        self._fence(connection, account)
                 plan = self._plan(connection, ops)
                 _execute(connection, plan, self._driver, bulk_insert=bulk_insert)
             except DBAPIError as exc:
@@ -232,6 +263,15 @@ def _execute(
     insert_events(connection, plan.rows)
 
 
+def _intent_accounts(ops: Sequence[WriteOp]) -> set[str]:
+    """The accounts whose intents (the write-ahead SUBMITTING) `ops` commit."""
+    return {
+        op.projection.account
+        for op in ops
+        if op.projection is not None and op.event_type == _INTENT
+    }
+
+
 def _read_tail(connection: Connection) -> tuple[int, str]:
     sequence, last_hash, _key_id = read_tail(connection)
     return sequence, last_hash
@@ -268,8 +308,10 @@ def _store_trading_state(connection: Connection, record: TradingStateRecord) -> 
     result = connection.execute(update(trading_state).where(trading_state.c.id == 1).values(values))
     if result.rowcount == 0:
         connection.execute(insert(trading_state).values(id=1, **values))
+    # Leaves with the commit, never for a rollback: every instance's gate hears it.
+    publish(connection, FIRM_SCOPE, record.state)
 
 
 # `DuplicateDecisionError` (now in core.errors), `WriteOp` (storage.ops) and
 # `replay_projection` (storage.journal) are re-exported: callers import them from here.
-__all__ = ["JournalWriter"]
+__all__ = ["FIRM_SCOPE", "Fence", "JournalWriter"]

@@ -91,4 +91,6 @@ def summarize(report: dict[str, Any]) -> HealthOut:
         actors=actors,
         executions_in_flight=int(report["actors"].get("orders", {}).get("in_flight", 0)),
         version=engine_version(),
+        instance=report.get("instance"),
+        accounts_owned=report.get("accounts_owned"),
     )

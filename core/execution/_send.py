@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.enums import ExecutionStatus, JournalEventType, LegAction, RejectionReason, RetcodeClass
+from core.errors import LeaseLostError
 from core.execution._payloads import outcome_payload
 from core.execution._run import Run
 from core.execution._watch import watch
@@ -103,6 +104,13 @@ def intent_committed(r: Run, event: IntentCommitted) -> None:
     r.emit(SendLeg(s.leg_request, s.deadline, wait, event.leg, event.attempt))
 
 
+def intent_refused(r: Run, error: LeaseLostError) -> None:
+    """The intent's commit was fenced: another instance owns the account now. Nothing was
+    committed, so nothing may be sent: the leg never leaves (NOT_SENT)."""
+    r.set(legs=replace_leg(r.s.legs, r.s.leg, status="PLANNED"))
+    r.finish_without_send(_R.NOT_SENT, str(error))
+
+
 def send_completed(r: Run, event: SendCompleted) -> None:
     outcome = event.outcome
     payload = outcome_payload(outcome)
@@ -189,4 +197,4 @@ def _retryable(r: Run, outcome: SendOutcome, payload: dict[str, Any]) -> None:
     r.emit(Schedule(delay, Stage.SUBMIT))
 
 
-__all__ = ["intent_committed", "send_completed", "submit"]
+__all__ = ["intent_committed", "intent_refused", "send_completed", "submit"]

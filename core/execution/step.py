@@ -9,6 +9,7 @@ fit the phase (a late answer, a stale timer) changes nothing.
 from __future__ import annotations
 
 from core.enums import ExecutionStatus, RejectionReason
+from core.errors import LeaseLostError
 from core.execution import _send, _validate, _watch
 from core.execution._run import Run
 from core.execution.config import OrderConfig
@@ -55,7 +56,10 @@ def step(
     if isinstance(event, CommitFailed):
         # Only commits whose failure the execution answers come back (`Commit`).
         r = Run(state, now, cfg)
-        r.fail(event.error)
+        if isinstance(event.error, LeaseLostError) and state.phase is _P.AWAITING_INTENT_COMMIT:
+            _send.intent_refused(r, event.error)  # fenced: answered NOT_SENT, nothing sent
+        else:
+            r.fail(event.error)
         return r.s, r.effects
     if state.done:
         return state, []

@@ -6,7 +6,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from tests.api._server import BIN, server_env
+from tests.api._server import BIN, running, server_env
 
 
 def _serve(
@@ -42,3 +42,15 @@ def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert f"127.0.0.1:{port}" in lines[0]
+
+
+def test_a_second_instance_on_the_same_sqlite_file_is_one_line(tmp_path: Path) -> None:
+    store = {"DATABASE_URL": f"sqlite:///{tmp_path / 'engine.db'}"}
+    first = tmp_path / "first"
+    first.mkdir()
+    with running([str(BIN / "execution-engine"), "serve", "--port", "0"], first, store):
+        result = _serve(tmp_path, "--port", "0", env=store)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "single-instance" in lines[0]

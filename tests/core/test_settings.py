@@ -47,6 +47,10 @@ DEFAULTS: dict[str, Any] = {
     "mt5_terminal": None,
     "postgres_url": None,
     "accounts_file": None,
+    "standby": None,
+    "instance_name": None,
+    "advertise_url": None,
+    "takeover_seconds": 5.0,
     "terminal": "simulated",
     "rpyc_host": "127.0.0.1",
     "rpyc_port": 18812,
@@ -487,3 +491,12 @@ def test_alert_webhook_urls_are_comma_separated_and_secret() -> None:
     settings = load_settings(alert_webhook_url=" https://a.example/T/B/x , http://b:8080/h,")
     assert settings.alert_webhook_urls() == ("https://a.example/T/B/x", "http://b:8080/h")
     assert "a.example" not in repr(settings)
+
+
+def test_standby_is_implied_by_an_instance_name_or_an_advertised_url() -> None:
+    assert not load_settings().standby_enabled
+    assert load_settings(EE_INSTANCE_NAME="a").standby_enabled
+    assert load_settings(EE_ADVERTISE_URL="http://a.example:8000").standby_enabled
+    assert not load_settings(EE_INSTANCE_NAME="a", EE_STANDBY="false").standby_enabled
+    with pytest.raises(ConfigurationError, match="EE_ADVERTISE_URL"):
+        load_settings(EE_ADVERTISE_URL="a.example:8000")

@@ -12,11 +12,12 @@ from sqlalchemy import Engine
 
 from api.cli import main
 from core.errors import ConfigurationError
-from drills import DRILL_NAMES, run_drill, run_drill_beside
+from drills import DRILL_NAMES, PROCESS_DRILLS, run_drill, run_drill_beside
 from drills.engine_kill import run_engine_kill, simulator_server
+from drills.standby import run_failover, run_firm_halt, run_partition
 from terminals.simulated import SimulatedTerminal
 
-IN_PROCESS = [name for name in DRILL_NAMES if name != "engine-kill"]
+IN_PROCESS = [name for name in DRILL_NAMES if name not in PROCESS_DRILLS]
 
 
 def assert_passed(report: dict[str, Any], executions: int) -> None:
@@ -136,3 +137,51 @@ def test_flatten_under_faults_leaves_no_position_and_closes_none_twice() -> None
     assert details["closed_twice"] == []
     assert details["checks"]["broker_killed_and_restarted"]
     assert len(details["symbols"]) == 3
+
+
+@pytest.mark.postgres
+def test_failover_the_standby_takes_over_a_killed_owner(
+    sim_port: int, postgres_admin_engine: Engine
+) -> None:
+    url = postgres_admin_engine.url.render_as_string(hide_password=False)
+
+    report = run_failover(
+        16, seed=3, database_url=url, progress=lambda _: None, server_port=sim_port,
+        magic=890_001, kill_after=5, takeover_seconds=1.0, concurrency=4,
+    )  # fmt: skip
+
+    assert_passed(report, 16)
+    assert 0 < report["takeover_seconds"] < 5
+    assert report["sends_by_instance"]["b"] > 0
+
+
+@pytest.mark.postgres
+def test_partition_the_cut_off_owner_stops_before_the_standby_starts(
+    sim_port: int, postgres_admin_engine: Engine
+) -> None:
+    url = postgres_admin_engine.url.render_as_string(hide_password=False)
+
+    report = run_partition(
+        16, seed=4, database_url=url, progress=lambda _: None, server_port=sim_port,
+        magic=890_002, cut_after=5, takeover_seconds=1.0, concurrency=4,
+    )  # fmt: skip
+
+    assert_passed(report, 16)
+    assert report["details"]["checks"]["a_stopped_before_b"]
+    assert report["details"]["sessions_ended"] > 0
+
+
+@pytest.mark.postgres
+def test_firm_halt_on_the_standby_stops_the_owner_within_a_second(
+    sim_port: int, postgres_admin_engine: Engine
+) -> None:
+    url = postgres_admin_engine.url.render_as_string(hide_password=False)
+
+    report = run_firm_halt(
+        30, seed=5, database_url=url, progress=lambda _: None, server_port=sim_port,
+        magic=890_003, halt_after=5, takeover_seconds=1.0, concurrency=4,
+    )  # fmt: skip
+
+    assert_passed(report, 30)
+    assert report["sends_after_halt_plus_1s"] == 0
+    assert report["sends_by_instance"]["b"] == 0
