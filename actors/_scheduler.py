@@ -37,7 +37,12 @@ class Handle:
         self._entry = entry
 
     def cancel(self) -> None:
-        self._entry.cancelled = True
+        entry = self._entry
+        entry.cancelled = True
+        # The entry stays in the heap until it is due (an order's timeout: minutes); what
+        # it would have told must not keep the actor, its execution and its records alive
+        # that long (they are garbage the collector would walk again and again).
+        entry.target = entry.message = entry.callback = None
 
 
 class Scheduler:
@@ -101,10 +106,12 @@ class Scheduler:
                 if self._stopped:
                     return
                 entry = heapq.heappop(self._heap)
+            # Read once: `cancel` may clear them meanwhile (then nothing is delivered).
+            callback, target, message = entry.callback, entry.target, entry.message
             if entry.cancelled:
                 continue
-            if entry.callback is not None:
-                entry.callback()
-            elif entry.target is not None:
+            if callback is not None:
+                callback()
+            elif target is not None:
                 with contextlib.suppress(pykka.ActorDeadError):
-                    entry.target.tell(entry.message)
+                    target.tell(message)
