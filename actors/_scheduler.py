@@ -22,7 +22,7 @@ import pykka
 class _Entry:
     due: float
     seq: int
-    target: pykka.ActorRef[Any] = field(compare=False)
+    target: pykka.ActorRef[Any] | None = field(compare=False)
     message: Any = field(compare=False)
     cancelled: bool = field(compare=False, default=False)
 
@@ -36,7 +36,12 @@ class Handle:
         self._entry = entry
 
     def cancel(self) -> None:
-        self._entry.cancelled = True
+        entry = self._entry
+        entry.cancelled = True
+        # The entry stays in the heap until it is due (an order's timeout: minutes); what
+        # it would have told must not keep the actor, its execution and its records alive
+        # that long (they are garbage the collector would walk again and again).
+        entry.target = entry.message = None
 
 
 class Scheduler:
@@ -85,7 +90,10 @@ class Scheduler:
                 if self._stopped:
                     return
                 entry = heapq.heappop(self._heap)
+            # Read once: `cancel` may clear them meanwhile (then nothing is delivered).
+            target, message = entry.target, entry.message
             if entry.cancelled:
                 continue
-            with contextlib.suppress(pykka.ActorDeadError):
-                entry.target.tell(entry.message)
+            if target is not None:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    target.tell(message)

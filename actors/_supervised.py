@@ -15,8 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pykka
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection, Engine
 
 from actors._failures import FencedError, InjectedCrash, is_own_failure
 from actors._terminal_identity import IdentityGuard
@@ -260,23 +259,24 @@ class ObservedWriter(JournalWriter):
     ) -> None:
         super().__init__(engine, audit_key=audit_key, fence=fence, shared=shared)
         self._observe = observe
-        self._tickets = TicketClaims(engine)
+        self._tickets = TicketClaims()
+        self._claims: dict[int, str] = {}
         self._on_head = on_head
         if on_head is not None:
             on_head(self.last_sequence, self.last_hash)
 
+    def _check(self, connection: Connection, ops: Sequence[WriteOp]) -> None:
+        # In the write's transaction: its unread claims cost one query, not a connection.
+        self._claims = self._tickets.check(ops, connection)
+
     def write_batch(self, ops: Sequence[WriteOp]) -> list[JournalEvent]:
+        self._claims = {}
         try:
-            claims = self._tickets.check(ops)
             events = super().write_batch(ops)
         except (PersistenceUnavailableError, TicketConflictError) as exc:
             self._observe(exc)
             raise
-        except SQLAlchemyError as exc:  # the claims' read, as the writer reports its own
-            error = PersistenceUnavailableError(f"ticket claims unreadable: {type(exc).__name__}")
-            self._observe(error)
-            raise error from exc
-        self._tickets.written(claims)
+        self._tickets.written(self._claims)
         self._observe(None)
         if self._on_head is not None:
             self._on_head(self.last_sequence, self.last_hash)

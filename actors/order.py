@@ -166,6 +166,14 @@ class OrderActor(PooledActor, FastInbox):
         else:
             log.warning("OrderActor ignored unknown message %r", message)
 
+    def on_stop(self) -> None:
+        # Timers left armed would only find the actor gone, but until they are due (the
+        # order timeout, the overdue alarm) they would keep it and its execution in memory.
+        for handle in (self._timeout, self._alarm[1] if self._alarm is not None else None):
+            if handle is not None:
+                handle.cancel()
+        self._timeout = self._alarm = None
+
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
         # A bug must not leave the caller waiting forever; the execution keeps its last
         # committed state, which startup recovery reconciles.

@@ -389,8 +389,17 @@ class ExecutionLog(_Frozen):
         return self.status.is_final
 
     def evolve(self, **changes: Any) -> ExecutionLog:
-        """A copy with `changes` applied and validated (models are frozen)."""
-        return self.model_validate({**self.model_dump(), **changes})
+        """A copy with `changes` applied and validated (models are frozen).
+
+        Validated from the fields as they are, not from a dump: the legs are valid frozen
+        records already (pydantic keeps them), and the RPM payload, which no step changes,
+        stays the same object, so the journal writer knows it unchanged without a walk.
+        """
+        new = self.model_validate({**self.__dict__, **changes})
+        if "rpm_payload" not in changes:
+            # Validating a `dict[str, Any]` only copies it: the copy would be equal.
+            new.__dict__["rpm_payload"] = self.rpm_payload
+        return new
 
     def changes_from(self, previous: ExecutionLog | None) -> dict[str, Any]:
         """The JSON-ready fields that differ from `previous` (when None: all of them, as a

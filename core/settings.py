@@ -278,13 +278,13 @@ class Settings(BaseSettings):
         description="Timeout of an actor ask (and of the supervisor's heartbeat).",
     )
     order_threads: int = Field(
-        0,
+        8,
         ge=0,
         le=1024,
         validation_alias="EE_ORDER_THREADS",
-        description="Threads the OrderActors share (a bounded pool; 8 suits most hosts); "
-        "0 = a thread for each execution in flight. A pooled OrderActor that blocks on an "
-        "ask holds one of them, so keep 0 until the OrderActors never block (issue 12).",
+        description="Threads the OrderActors share (a bounded pool: OrderActors never "
+        "block, so a few threads run any number of executions); 0 = a thread for each "
+        "execution in flight.",
     )
     restart_intensity: int = Field(
         5,

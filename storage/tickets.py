@@ -7,7 +7,8 @@ both on it. `TicketClaims` checks every projection that carries an `order_id` be
 write: a ticket another execution holds refuses the write (`TicketConflictError`).
 
 Each execution claims its ticket once, so the check reads the database only for tickets
-not seen before (one indexed query per batch that has any); the single writer keeps the
+not seen before (one indexed query per batch that has any, in the batch's own transaction:
+no connection of its own to check out, ping and roll back); the single writer keeps the
 owners it has seen.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.errors import PersistenceUnavailableError, TicketConflictError
@@ -41,12 +42,12 @@ def claimed_tickets(engine: Engine) -> set[int]:
 class TicketClaims:
     """The ticket -> execution map of one writer (not thread-safe: the writer's thread)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self) -> None:
         self._owner: dict[int, str] = {}
 
-    def check(self, ops: Sequence[WriteOp]) -> dict[int, str]:
-        """The batch's claims; raises `TicketConflictError` if one is another's ticket."""
+    def check(self, ops: Sequence[WriteOp], connection: Connection) -> dict[int, str]:
+        """The batch's claims; raises `TicketConflictError` if one is another's ticket.
+        Tickets not seen before are read on `connection` (the write's transaction)."""
         claims: dict[int, str] = {}
         for op in ops:
             record = op.projection
@@ -59,7 +60,7 @@ class TicketClaims:
                 )
         unknown = [ticket for ticket in claims if ticket not in self._owner]
         if unknown:
-            self._load(unknown)
+            self._load(unknown, connection)
         for ticket, claimant in claims.items():
             owner = self._owner.get(ticket)
             if owner is not None and owner != claimant:
@@ -72,13 +73,12 @@ class TicketClaims:
             self._owner.clear()
         self._owner.update(claims)
 
-    def _load(self, tickets: list[int]) -> None:
+    def _load(self, tickets: list[int], connection: Connection) -> None:
         query = select(execution_logs.c.order_id, execution_logs.c.execution_id).where(
             execution_logs.c.order_id.in_(tickets)
         )
-        with self._engine.connect() as connection:
-            for ticket, execution_id in connection.execute(query):
-                self._owner.setdefault(int(ticket), str(execution_id))
+        for ticket, execution_id in connection.execute(query):
+            self._owner.setdefault(int(ticket), str(execution_id))
 
 
 __all__ = ["TicketClaims"]

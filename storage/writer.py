@@ -172,6 +172,7 @@ class JournalWriter:
                 if self._fence is not None:
                     for account in _intent_accounts(ops):
                         self._fence(connection, account)
+                self._check(connection, ops)
                 plan = self._plan(connection, ops)
                 _execute(connection, plan, self._driver, bulk_insert=bulk_insert)
             except DBAPIError as exc:
@@ -189,6 +190,10 @@ class JournalWriter:
                 raise
             return plan
         raise AssertionError("unreachable")
+
+    def _check(self, connection: Connection, ops: Sequence[WriteOp]) -> None:
+        """A subclass's checks of the batch, with reads in its transaction before anything
+        is written: raising refuses the whole batch (nothing of it commits)."""
 
     def _plan(self, connection: Connection, ops: Sequence[WriteOp]) -> BatchPlan:
         stored, unknown = held_states(ops, self._committed)

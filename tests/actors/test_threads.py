@@ -96,7 +96,7 @@ def test_keep_idle_must_not_be_negative() -> None:
 
 
 def test_order_actors_run_on_reused_threads(make_engine: EngineFactory) -> None:
-    engine = make_engine()
+    engine = make_engine(order_threads=0)  # a thread each, not the pool
     before = {t.name for t in threading.enumerate() if t.name.startswith("OrderActor-")}
 
     for i in range(5):

@@ -73,7 +73,9 @@ def test_load_runs_the_engine_to_the_end_and_prints_json() -> None:
 
 
 def test_load_reports_peak_threads_and_runs_order_actors_on_a_pool() -> None:
-    per_actor = run_module("bench.load", "--executions", "20", "--concurrency", "20", *TINY)
+    per_actor = run_module(
+        "bench.load", "--executions", "20", "--concurrency", "20", "--order-threads", "0", *TINY
+    )
     pooled = run_module(
         "bench.load", "--executions", "20", "--concurrency", "20", "--order-threads", "2", *TINY
     )
