@@ -155,6 +155,8 @@ class OrderSender:
                 fenced = self._switch.fenced
                 if fenced is not None:
                     return not_sent(fenced)  # another instance owns the account now
+                if self._switch.refusal is not None:
+                    return not_sent(self._switch.refusal)  # a check refused: nothing sent
                 return SendOutcome(klass=RetcodeClass.FINAL, retcode=None, halted=True)
             return self._send(order_request)
 

@@ -33,6 +33,13 @@ log = logging.getLogger(__name__)
 TICKS_PER_TAKEOVER = 5
 """Lease checks per `EE_TAKEOVER_SECONDS`; a new owner waits two of them (the grace)."""
 
+FRESH_TICKS = 1.5
+"""An owner sends only within this many ticks of the start of its last successful lease
+check. The lease can only have been lost after that start, and a new owner trades no sooner
+than two ticks after it took the lease, so an owner whose checks fall behind (a stalled
+process, a loaded machine) stops sending before a standby starts, whether or not its
+ownership thread has run since."""
+
 
 def default_instance_name() -> str:
     """Host name and process id: unique enough to tell two instances apart in a 503."""
@@ -63,6 +70,7 @@ class Ownership:
         self.advertise_url = advertise_url
         self.tick_seconds = takeover_seconds / TICKS_PER_TAKEOVER
         self.grace_seconds = 2 * self.tick_seconds
+        self.fresh_seconds = FRESH_TICKS * self.tick_seconds
         self._clock = clock
         self._db = db
         self._lock = threading.Lock()
@@ -115,6 +123,23 @@ class Ownership:
         raise AccountNotOwnedError(
             account=account, owner=holder.owner, advertise_url=holder.advertise_url
         )
+
+    def check_fresh(self, account: str) -> None:
+        """Right before an `order_send` on `account`: raises `LeaseLostError` unless this
+        instance checked its lease successfully within `fresh_seconds` (see FRESH_TICKS)."""
+        keeper = self._keepers.get(account)
+        lease = None if keeper is None else keeper.lease
+        verified = None if keeper is None else keeper.verified_at
+        if lease is None or verified is None:
+            raise LeaseLostError(account=account, epoch=None)
+        age = self._clock.monotonic() - verified
+        if age > self.fresh_seconds:
+            raise LeaseLostError(
+                f"account {account!r}: lease last verified {age:.2f} s ago, more than "
+                f"{self.fresh_seconds:.2f} s: not sent, a standby may be taking over",
+                account=account,
+                epoch=lease.epoch,
+            )
 
     def fence(self, connection: Connection, account: str) -> None:
         """In the write-ahead transaction: raises `LeaseLostError` unless this instance
@@ -205,4 +230,10 @@ def ownership_from_settings(
     )
 
 
-__all__ = ["TICKS_PER_TAKEOVER", "Ownership", "default_instance_name", "ownership_from_settings"]
+__all__ = [
+    "FRESH_TICKS",
+    "TICKS_PER_TAKEOVER",
+    "Ownership",
+    "default_instance_name",
+    "ownership_from_settings",
+]

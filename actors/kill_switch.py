@@ -53,6 +53,11 @@ class TradingSwitch:
         self._reason = reason
         self._fenced: str | None = None
         self.before_send: Callable[[], None] | None = None
+        """Re-reads the persisted trading state before a send when pushes may be missed."""
+        self.lease_check: Callable[[], None] | None = None
+        """Hot standby: raises unless this instance's lease is fresh enough to send."""
+        self.refusal: str | None = None
+        """Why the last send the gate refused was refused by a check (read under the gate)."""
         """Called before the gate is taken for a send (hot standby: re-read a trading state
         a missed notification may have changed); whatever it raises refuses the send."""
 
@@ -114,17 +119,25 @@ class TradingSwitch:
     def sending(self, *, reduces: bool = False) -> Iterator[bool]:
         """Hold the gate around one `order_send`; yields False (send nothing) when halted,
         or when REDUCING and this send does not only reduce a position (`reduces`)."""
+        refusal: str | None = None
+        lease_check = self.lease_check
+        if lease_check is not None:
+            try:
+                lease_check()
+            except Exception as exc:
+                log.warning("not sent: %s", exc)
+                refusal = f"not sent: {exc}"
         check = self.before_send
-        refused = False
-        if check is not None:
+        if check is not None and refusal is None:
             try:
                 check()
-            except Exception:
+            except Exception as exc:
                 log.warning("the trading state could not be checked before a send", exc_info=True)
-                refused = True
+                refusal = f"not sent: the trading state could not be checked ({exc})"
         with self._gate:
+            self.refusal = refusal
             yield (
-                not refused
+                refusal is None
                 and self._fenced is None
                 and not self._halted
                 and (reduces or not self._reducing)

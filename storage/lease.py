@@ -1,8 +1,8 @@
 """Per-account ownership leases for hot standby, on PostgreSQL.
 
-Not wired into the engine yet: issue 13 runs one `LeaseKeeper` per account, trades an
-account only while its keeper holds the lease, and calls `LeaseKeeper.fence` inside every
-write-ahead transaction of that account.
+With hot standby on, `actors._ownership` runs one `LeaseKeeper` per account, the engine
+trades an account only while its keeper holds the lease, and the journal writer calls
+`LeaseKeeper.fence` inside every write-ahead transaction of that account.
 
 A lease is two things. A PostgreSQL advisory lock on `lease_key(account)`, held by a
 dedicated session (`storage.sessions`): the server frees it the moment that session ends
@@ -201,6 +201,13 @@ class LeaseKeeper:
         self._next_attempt = float("-inf")
         self._session: Any = None
         self._lease: Lease | None = None
+        self._verified_at: float | None = None
+
+    @property
+    def verified_at(self) -> float | None:
+        """The engine clock's monotonic time at which the last successful check of the held
+        lease *started* (the lock was still ours then), or None without a lease."""
+        return self._verified_at if self._lease is not None else None
 
     @property
     def lease(self) -> Lease | None:
@@ -239,6 +246,7 @@ class LeaseKeeper:
     close = release
 
     def _renew(self, lease: Lease) -> None:
+        started = self._clock.monotonic()
         try:
             with self._session.cursor() as cursor:
                 cursor.execute(_VERIFY, {"account": self.account, "epoch": lease.epoch})
@@ -250,6 +258,8 @@ class LeaseKeeper:
             return
         if found is None or not found[0]:
             self._lose(lease, "lease row taken by another session")
+            return
+        self._verified_at = started
 
     def _lose(self, lease: Lease, reason: str) -> None:
         self._lease = None
@@ -261,6 +271,7 @@ class LeaseKeeper:
         self._report(LeaseEvent.LOST, lease.epoch, reason)
 
     def _try_acquire(self) -> None:
+        started = self._clock.monotonic()
         try:
             if self._session is None:
                 self._session = dedicated_session(self._url, "lease", self._liveness)
@@ -279,6 +290,7 @@ class LeaseKeeper:
             log.warning("account %s: lease not taken: %s", self.account, type(exc).__name__)
             return
         self._backoff = self._retry[0]
+        self._verified_at = started
         self._lease = Lease(self.account, int(epoch), self.owner, int(pid), self._clock.now())
         log.info("account %s: lease taken by %s (epoch %d)", self.account, self.owner, epoch)
         self._report(LeaseEvent.ACQUIRED, int(epoch), "acquired")

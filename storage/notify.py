@@ -1,8 +1,8 @@
 """Trading-state changes pushed to every instance with PostgreSQL LISTEN/NOTIFY.
 
-Not wired into the engine yet: issue 13 calls `publish` in the transaction that persists
-a halt, reduce-only or resume (firm-wide or per account), and runs one `Listener` per
-instance whose callback updates that instance's halt gates.
+The journal writer calls `publish` in the transaction that persists a halt, reduce-only
+or resume, and with hot standby on each instance runs one `Listener`
+(`actors._firm_state`) whose callback updates that instance's send gate.
 
 NOTIFY is transactional: the notification leaves only when the transaction that persisted
 the state commits, and never for one rolled back. A notification sent while a listener is

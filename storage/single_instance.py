@@ -1,8 +1,7 @@
 """SQLite is single-instance: a second engine on the same file fails at start, in one line.
 
-Not wired into the engine yet: issue 13 takes `sqlite_instance_lock(url)` when `serve`
-starts on SQLite and keeps it until the engine stops (hot standby is PostgreSQL's job,
-`storage.lease`).
+`serve` takes `sqlite_instance_lock(url)` when it starts on SQLite and keeps it until the
+engine stops (hot standby is PostgreSQL's job, `storage.lease`).
 
 SQLite's own locks cannot do this: they guard single transactions, and the engine's pool
 holds several connections in one process. So the engine takes an exclusive OS lock on a

@@ -1,4 +1,4 @@
-"""The execution lifecycle as a pure state machine (issue 12, code review 6c).
+"""The execution lifecycle as a pure state machine.
 
     step(state: Execution, event: Event, now: Now, cfg: OrderConfig)
         -> tuple[Execution, list[Effect]]
