@@ -33,7 +33,7 @@ from typing import Any
 
 import pykka
 
-from actors.facade import create_execution_engine
+from actors.engine import create_execution_engine
 from actors.metrics import EngineMetrics
 from bench._common import (
     FINAL_WAIT_SECONDS,
