@@ -10,7 +10,7 @@ there is one account, `default`, built from the settings exactly as before accou
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from actors._scheduler import Scheduler
 from actors._shared import MarginBook
 from actors.broker import BrokerConfig
 from actors.facade import ExecutionFacade, engine_version
+from actors.kill_switch import TradingSwitch
 from actors.metrics import EngineMetrics
 from actors.order import OrderConfig
 from actors.persistence import StoredDecisions
@@ -29,6 +30,7 @@ from actors.recovery import RecoveryReport
 from actors.supervisor import Supervisor
 from core.accounts import Accounts, load_accounts
 from core.clock import Clock, SystemClock
+from core.enums import TradingState
 from core.ids import IdSource, UuidIds
 from core.settings import Settings, load_settings
 from storage.db import create_db_engine, default_sqlite_url
@@ -138,6 +140,7 @@ def wire_engine(
     repository = Repository(db)
     scheduler = Scheduler(clock.monotonic)
     runtimes: dict[str, AccountRuntime] = {}
+    first: Supervisor | None = None
     for name in accounts.names:
         account_settings = accounts.settings_for(name, settings)
         margin = MarginBook()
@@ -156,7 +159,15 @@ def wire_engine(
             scheduler=scheduler,
             metrics=metrics,
             margin=margin,
+            account=name,
+            # One journal, one writer: the first account's Supervisor starts and watches
+            # the PersistenceActor, the others share it (and hear of its failures).
+            shared_persistence=first.persistence_ref if first is not None else None,
         )
+        if first is None:
+            first = supervisor
+        else:
+            first.journal_listeners.append(supervisor.watchdog.journal_result)
         runtimes[name] = AccountRuntime(
             name=name,
             settings=account_settings,
@@ -164,6 +175,13 @@ def wire_engine(
             supervisor=supervisor,
             order_config=order_config(account_settings, version),
             margin=margin,
+        )
+    assert first is not None  # Accounts holds at least one
+    metrics.bind_terminal(first.watchdog.disconnected_for)  # each watchdog bound its own
+    for name, runtime in runtimes.items():
+        supervisor = runtime.supervisor
+        metrics.accounts.bind(
+            name, _state_of(supervisor.switch), supervisor.watchdog.disconnected_for
         )
     pool = Dispatcher("OrderActor", settings.order_threads) if settings.order_threads else None
     return EngineWiring(
@@ -181,6 +199,10 @@ def wire_engine(
         order_pool=pool,
         version=version,
     )
+
+
+def _state_of(switch: TradingSwitch) -> Callable[[], TradingState]:
+    return lambda: switch.state
 
 
 def create_execution_engine(

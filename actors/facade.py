@@ -33,6 +33,8 @@ from actors._decisions import (
     parse_rpm,
 )
 from actors._flatten import FlattenPorts, flatten
+from actors._legs import PositionClaims
+from actors._shared import MarginBook
 from actors.messages import NewExecution
 from actors.order import OrderContext
 from actors.recovery import RecoveryReport
@@ -42,6 +44,7 @@ from core.errors import (
     ExecutionNotFoundError,
     InvalidRequestError,
     TradingHaltedError,
+    UnknownAccountError,
 )
 from core.models import ExecutionConfirmation, ExecutionLog, RPMOutput, TradingStateRecord
 from core.rules import make_client_id
@@ -80,9 +83,8 @@ class ExecutionFacade:
         self.runtimes: dict[str, AccountRuntime] = wiring.runtimes
         """Each account's runtime, by name, in the accounts file's order."""
         primary = next(iter(self.runtimes.values()))
+        self._primary = primary
         self.terminal = primary.terminal
-        self.margin = primary.margin
-        self.claims = primary.claims
         self.supervisor = primary.supervisor
         """The first account's Supervisor (the only one without an accounts file)."""
         self.switch = self.supervisor.switch
@@ -91,7 +93,6 @@ class ExecutionFacade:
         self.faults = self.supervisor.fault_injection
         """Drills' faults (armed for the next incarnation, or told to a live actor)."""
         self._decisions = DecisionClaims(self._is_live)
-        self._contexts = {name: self._order_context(rt) for name, rt in self.runtimes.items()}
         self.metrics.bind_gauges(
             lambda: self.switch.halted, self.in_flight, lambda: self.switch.state
         )
@@ -124,9 +125,28 @@ class ExecutionFacade:
         """The current PersistenceActor (the Supervisor may have restarted it)."""
         return self.supervisor.persistence_ref()
 
+    @property
+    def margin(self) -> MarginBook:
+        """The first account's margin book (each account has its own)."""
+        return self._primary.margin
+
+    @margin.setter
+    def margin(self, book: MarginBook) -> None:
+        # Read per submit: a test may put a failing book in place.
+        self._primary.margin = book
+
+    @property
+    def claims(self) -> PositionClaims:
+        """The first account's position claims (each account has its own)."""
+        return self._primary.claims
+
     def runtime(self, account: str) -> AccountRuntime:
-        """The runtime of `account`; KeyError when this engine does not trade it."""
-        return self.runtimes[account]
+        """The runtime of `account`; `UnknownAccountError` when this engine does not trade
+        it."""
+        runtime = self.runtimes.get(account)
+        if runtime is None:
+            raise UnknownAccountError(account=account, known=tuple(self.runtimes))
+        return runtime
 
     # --- executing ----------------------------------------------------------------------
 
@@ -174,7 +194,7 @@ class ExecutionFacade:
                 reply=future,
                 rpm_payload=payload,
             )
-            runtime.supervisor.start_order(job, self._contexts[runtime.name])
+            runtime.supervisor.start_order(job, self._order_context(runtime))
         return future
 
     def execute(
@@ -242,9 +262,10 @@ class ExecutionFacade:
         symbol: str | None = None,
         status: ExecutionStatus | str | None = None,
         limit: int = 50,
+        account: str | None = None,
     ) -> list[ExecutionLog]:
         wanted = ExecutionStatus(status) if isinstance(status, str) else status
-        return self.repository.history(symbol=symbol, status=wanted, limit=limit)
+        return self.repository.history(symbol=symbol, status=wanted, limit=limit, account=account)
 
     def export_audit_trail(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """Every execution created in [start, end), as JSON-ready dicts, oldest first."""
@@ -256,15 +277,15 @@ class ExecutionFacade:
     # --- the kill switch ----------------------------------------------------------------
 
     def _chosen(self, account: str | None) -> list[AccountRuntime]:
-        """`account`'s runtime, or every account's (the firm) when None; KeyError when
-        this engine does not trade `account`."""
+        """`account`'s runtime, or every account's (the firm) when None."""
         if account is None:
             return list(self.runtimes.values())
-        return [self.runtimes[account]]
+        return [self.runtime(account)]
 
     def trading_state(self, account: str | None = None) -> TradingStateRecord | None:
-        runtime = self.runtimes[account] if account is not None else None
-        return (runtime.supervisor if runtime is not None else self.supervisor).trading_state()
+        """The persisted state of `account` (default: the first account's)."""
+        runtime = self.runtime(account) if account is not None else self._primary
+        return runtime.supervisor.trading_state()
 
     def halt(
         self, reason: str, by: str, *, flatten: bool = False, account: str | None = None
