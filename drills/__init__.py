@@ -12,6 +12,7 @@ one fault injected mid-burst, recovery, and a JSON verdict.
 | halt-under-load | an operator halts mid-burst (PLACED orders are open) |
 | engine-kill | the engine process is SIGKILLed mid-burst and restarted |
 | flatten-under-faults | a flatten of 3 symbols while closes time out and the broker dies |
+| multi-account | 3 accounts: a broker crash, then a disconnect, on one; the others keep filling |
 
 Each returns `drill`, `executions`, `final_statuses`, `duplicates` (executions with more
 than one order at the terminal), `lost` (executions without a final state after
@@ -39,6 +40,7 @@ DRILL_NAMES: tuple[str, ...] = (
     "halt-under-load",
     "engine-kill",
     "flatten-under-faults",
+    "multi-account",
 )
 
 
@@ -62,6 +64,10 @@ def run_drill(
         from drills.flatten import run_flatten_under_faults
 
         return run_flatten_under_faults(executions, seed, database_url, say)
+    if name == "multi-account":
+        from drills.multi_account import run_multi_account
+
+        return run_multi_account(executions, seed, database_url, say)
     if name == "engine-kill":
         from drills.engine_kill import run_engine_kill
 

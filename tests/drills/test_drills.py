@@ -136,3 +136,19 @@ def test_flatten_under_faults_leaves_no_position_and_closes_none_twice() -> None
     assert details["closed_twice"] == []
     assert details["checks"]["broker_killed_and_restarted"]
     assert len(details["symbols"]) == 3
+
+
+@pytest.mark.postgres
+def test_multi_account_keeps_the_other_accounts_filling(postgres_admin_engine: Engine) -> None:
+    url = postgres_admin_engine.url.render_as_string(hide_password=False)
+
+    report = run_drill("multi-account", executions=45, seed=2, database_url=url)
+
+    assert_passed(report, 45)
+    accounts = report["details"]["accounts"]
+    assert set(accounts) == {"acct-a", "acct-b", "acct-c"}
+    assert accounts["acct-a"]["restarts"] >= 1
+    assert accounts["acct-a"]["halted_during_run"]
+    for name in ("acct-b", "acct-c"):
+        assert accounts[name]["statuses"] == {"FILLED": 15}
+        assert (accounts[name]["restarts"], accounts[name]["halted_during_run"]) == (0, False)
