@@ -197,19 +197,19 @@
   async function refreshState() {
     try {
       const state = await (await api("/trading-state")).json();
-      const rows = [{ scope: "Firm-wide", ...state }];
+      renderState([{ scope: "Firm-wide", ...state }]);
       // With several accounts /health names them: one row each (a firm-wide halt, reduce-only
       // or resume sets every account's state, so each row tells the whole story).
       const health = await (await api("/health", { okStatuses: [503] })).json();
       const names = Object.keys(health.accounts || {});
       if (names.length) {
-        rows.length = 0;
+        const rows = [];
         for (const name of names) {
           const each = await (await api("/trading-state?account=" + encodeURIComponent(name))).json();
           rows.push({ scope: name, ...each });
         }
+        renderState(rows);
       }
-      renderState(rows);
     } catch (_) { /* the health panel says why */ }
   }
 
