@@ -3,6 +3,7 @@ restart reconciliation per account (issue 13)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -210,3 +211,43 @@ def test_unfinished_executions_are_reconciled_each_against_its_own_terminal(
         assert (record.account, record.status) == (name, S.FILLED)
         assert len(terminals[name].sent_requests()) == sent[name]  # found, never re-sent
         assert not engine.runtime(name).supervisor.switch.halted
+
+
+def test_an_account_halted_under_load_sends_nothing_after_the_halt_returns(
+    start: Any, terminals: dict[str, SimulatedTerminal]
+) -> None:
+    engine = start()
+    futures = {
+        name: [engine.submit(on(name, f"{name}-{i}", units=1000)) for i in range(150)]
+        for name in ("alpha", "beta")
+    }
+    eventually(
+        lambda: sum(map(_done, futures["alpha"])) >= 30, timeout=30, what="30 of alpha's answered"
+    )
+
+    engine.halt("alpha under load", "test", account="alpha")
+    halted_at = time.monotonic()
+
+    alpha = [f.get(timeout=30) for f in futures["alpha"]]
+    beta = [f.get(timeout=30) for f in futures["beta"]]
+    assert [r for r in _sends(terminals["alpha"]) if r.start > halted_at] == []
+    assert {c.status for c in alpha} <= {S.FILLED, S.REJECTED}
+    assert all(
+        c.rejection_reason is RejectionReason.TRADING_HALTED
+        for c in alpha
+        if c.status is S.REJECTED
+    )
+    assert {c.status for c in beta} == {S.FILLED}
+    assert len(_sends(terminals["beta"])) == 150
+
+
+def _done(future: Any) -> bool:
+    try:
+        future.get(timeout=0)
+    except pykka.Timeout:
+        return False
+    return True
+
+
+def _sends(sim: SimulatedTerminal) -> list[Any]:
+    return [record for record in sim.calls if record.name == "order_send"]
