@@ -57,7 +57,10 @@ class LateAppearances:
         ask_timeout: float,
         pip_overrides: dict[str, float],
         on_correction: Callable[[], None] | None = None,
+        account: str | None = None,
     ) -> None:
+        """`account`: only that account's executions are looked for (on its terminal)."""
+        self._account = account
         self._broker = broker
         self._persistence = persistence
         self._repository = repository
@@ -105,6 +108,8 @@ class LateAppearances:
             execution_logs.c.order_id.is_(None),
             execution_logs.c.created_at >= since,  # indexed; the lookback is generous
         )
+        if self._account is not None:
+            query = query.where(execution_logs.c.account == self._account)
         try:
             with self._db.connect() as connection:
                 return [(str(i), str(c)) for i, c in connection.execute(query)]
@@ -114,7 +119,7 @@ class LateAppearances:
             ) from exc
 
     def _claimed(self) -> set[int]:
-        return claimed_tickets(self._db)
+        return claimed_tickets(self._db, self._account)
 
     def _correct(self, record: ExecutionLog, ticket: int) -> ExecutionLog:
         lots = record.intended_lots or 0.0

@@ -16,6 +16,7 @@ import logging
 import threading
 
 from actors.kill_switch import KillSwitch
+from core.accounts import DEFAULT_ACCOUNT
 from core.clock import Clock
 from core.enums import TradingState
 from core.models import TradingStateRecord
@@ -34,8 +35,14 @@ class FirmState:
     engine booted (startup recovery decides the first state), `stop()` at shutdown."""
 
     def __init__(
-        self, database_url: str, repository: Repository, switch: KillSwitch, clock: Clock
+        self,
+        database_url: str,
+        repository: Repository,
+        switch: KillSwitch,
+        clock: Clock,
+        account: str = DEFAULT_ACCOUNT,
     ) -> None:
+        self._account = account
         self._repository = repository
         self._switch = switch
         self._lock = threading.Lock()
@@ -55,17 +62,17 @@ class FirmState:
         """Before a send: re-read the persisted state unless the listener is current."""
         if self.listener.current_within(CURRENT_SECONDS):
             return
-        self._apply(self._repository.trading_state())
+        self._apply(self._repository.trading_state(self._account))
 
     def _read(self) -> States:
-        record = self._repository.trading_state()
+        record = self._repository.trading_state(self._account)
         return {} if record is None else {FIRM_SCOPE: record.state}
 
     def _changed(self, states: States) -> None:
         if FIRM_SCOPE not in states:
             return
         try:
-            self._apply(self._repository.trading_state())
+            self._apply(self._repository.trading_state(self._account))
         except Exception:
             # The pushed state stands for nothing now: the next send re-reads it.
             log.warning("could not read the firm's trading state", exc_info=True)

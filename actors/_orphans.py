@@ -58,7 +58,9 @@ class BackgroundRecovery:
         alerts: Alerts,
         metrics: EngineMetrics | None,
         margin: MarginBook | None,
+        account: str | None = None,
     ) -> None:
+        """`account`: reconcile only that account's executions (its terminal's); None: all."""
         self._config = config
         self._clock = clock
         self.reconciler = Reconciler(
@@ -71,6 +73,7 @@ class BackgroundRecovery:
                 reconcile_window=settings.reconcile_window_seconds,
                 ask_timeout=settings.ask_timeout_seconds,
                 pip_overrides=dict(settings.pip_size_overrides),
+                account=account,
             ),
             on_final=metrics.execution_final if metrics is not None else None,
             margin=margin,
@@ -86,11 +89,13 @@ class BackgroundRecovery:
             ask_timeout=settings.ask_timeout_seconds,
             pip_overrides=dict(settings.pip_size_overrides),
             on_correction=metrics.corrected if metrics is not None else None,
+            account=account,
         )
         self._orders = orders
         self._kill_switch = kill_switch
         self._persistence = persistence
-        self._non_final = repository.non_final
+        self._repository = repository
+        self._account = account
         self._children_alive = children_alive
         self._alerts = alerts
         self._metrics = metrics
@@ -221,9 +226,14 @@ class BackgroundRecovery:
     def reconcile_all(self) -> None:
         """Queue every execution that is not final and has no live OrderActor."""
         if self.owned is None:
-            ids = {r.execution_id for r in self._non_final()}
+            ids = {r.execution_id for r in self._repository.non_final(account=self._account)}
         else:
-            ids = {r.execution_id for a in self.owned() for r in self._non_final(account=a)}
+            ids = {
+                r.execution_id
+                for a in self.owned()
+                if self._account in (None, a)
+                for r in self._repository.non_final(account=a)
+            }
         self._orders.adopt(ids)
         self._wake.set()
 

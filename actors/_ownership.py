@@ -49,9 +49,8 @@ def default_instance_name() -> str:
 class Ownership:
     """The accounts this instance owns, and the takeover of those it acquires.
 
-    `take_over(account)` (reconcile, may raise to retry at the next tick) and
-    `lose(account, reason)` (close the gate, must not raise) are bound by the engine before
-    `start()`; they run on the ownership thread.
+    Each account's runtime binds how it is taken over and lost (`bind`) before `start()`;
+    both run on the ownership thread.
     """
 
     def __init__(
@@ -91,10 +90,29 @@ class Ownership:
             )
             for account in accounts
         }
-        self.take_over: Callable[[str], Any] = lambda _account: None
-        self.lose: Callable[[str, str], None] = lambda _account, _reason: None
+        self._bound: dict[str, tuple[Callable[[str], Any], Callable[[str, str], None]]] = {}
+        """account -> (take_over, lose) of the runtime that trades it here (`bind`)."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ee-ownership", daemon=True)
+
+    def bind(
+        self,
+        account: str,
+        take_over: Callable[[str], Any],
+        lose: Callable[[str, str], None],
+    ) -> None:
+        """How `account` is taken over (reconcile, may raise to retry at the next tick) and
+        lost (close its gate, must not raise); bound by its runtime before `start()`."""
+        self._bound[account] = (take_over, lose)
+
+    def take_over(self, account: str) -> Any:
+        bound = self._bound.get(account)
+        return None if bound is None else bound[0](account)
+
+    def lose(self, account: str, reason: str) -> None:
+        bound = self._bound.get(account)
+        if bound is not None:
+            bound[1](account, reason)
 
     # --- what the engine asks -------------------------------------------------------------
 

@@ -23,6 +23,8 @@ class RecoveryConfig:
     ask_timeout: float = 30.0
     pip_overrides: Mapping[str, float] = field(default_factory=dict)
     recheck_interval: float = 0.05
+    account: str | None = None
+    """Whose executions these are: only that account's tickets are claimed (None: all)."""
     max_wait: float = 10.0
     look_interval: float = 0.25
     look_backoff_cap: float = 2.0

@@ -260,7 +260,7 @@ class ObservedWriter(JournalWriter):
         super().__init__(engine, audit_key=audit_key, fence=fence, shared=shared)
         self._observe = observe
         self._tickets = TicketClaims()
-        self._claims: dict[int, str] = {}
+        self._claims: dict[tuple[str, int], str] = {}
         self._on_head = on_head
         if on_head is not None:
             on_head(self.last_sequence, self.last_hash)

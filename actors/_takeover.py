@@ -41,13 +41,9 @@ def standby(supervisor: Supervisor, ownership: Ownership) -> None:
                 "account %s: an order_send was still running %s s after the loss", account, wait
             )
 
-    def lease_check() -> None:
-        for account in ownership.owned():
-            ownership.check_fresh(account)
-
-    ownership.take_over = take_over
-    ownership.lose = lose
-    switch.lease_check = lease_check
+    account = supervisor.account
+    ownership.bind(account, take_over, lose)
+    switch.lease_check = lambda: ownership.check_fresh(account)
     supervisor.recovery.owned = ownership.owned
 
 

@@ -39,8 +39,10 @@ class TradingControl:
         children: Children,
         broker: Child,
         repository: Repository,
+        account: str | None = None,
     ) -> None:
         self._kill_switch = kill_switch
+        self._account = account
         self._orders = orders
         self._recovery = recovery
         self._watchdog = watchdog
@@ -95,7 +97,7 @@ class TradingControl:
         self._recovery.flush_pending()
         ids = [
             r.execution_id
-            for r in self._repository.non_final()
+            for r in self._repository.non_final(account=self._account)
             if not self._orders.is_live(r.execution_id)
         ]
         report = self._recovery.reconcile(ids, "at resume")

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import pykka
 
 from actors.persistence import write_and_wait
+from core.accounts import DEFAULT_ACCOUNT
 from core.clock import Clock, utc_micros
 from core.enums import TradingState
 from core.errors import PersistenceError, TradingHaltedError
@@ -160,8 +161,11 @@ class KillSwitch(TradingSwitch):
         clock: Clock,
         ask_timeout: float,
         retry_soon: Callable[[], None],
+        account: str = DEFAULT_ACCOUNT,
     ) -> None:
         super().__init__(halted=True, reason="starting: crash recovery first")
+        self.account = account
+        """Whose state this is: each account has its own switch (and row)."""
         self._state_lock = threading.RLock()
         """One change of state at a time (a resume's checks included)."""
         self._persistence = persistence
@@ -275,16 +279,19 @@ class KillSwitch(TradingSwitch):
 
     def _write(self, record: TradingStateRecord, timeout: float) -> None:
         """Commit `record` (caller holds `_pending_lock`); raises when the store cannot."""
-        op = WriteOp.trading_state_change(
-            record,
-            utc_micros(record.changed_at),
-            {"state": record.state, "by": record.changed_by, "reason": record.reason},
-        )
+        payload = {"state": record.state, "by": record.changed_by, "reason": record.reason}
+        if record.account != DEFAULT_ACCOUNT:
+            payload["account"] = record.account  # the default's journal is as it always was
+        op = WriteOp.trading_state_change(record, utc_micros(record.changed_at), payload)
         write_and_wait(self._persistence(), [op], timeout)
 
     def _record(self, state: TradingState, reason: str, by: str) -> TradingStateRecord:
         record = TradingStateRecord(
-            state=state.value, changed_by=by, reason=reason, changed_at=self._clock.now()
+            state=state.value,
+            changed_by=by,
+            reason=reason,
+            changed_at=self._clock.now(),
+            account=self.account,
         )
         if state is not TradingState.ACTIVE:
             # Every restriction (HALTED, REDUCING) closes the gate before it builds its

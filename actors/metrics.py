@@ -14,6 +14,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from actors._account_metrics import AccountMetrics
 from core.enums import ExecutionStatus, RejectionReason, TradingState
 from core.models import ExecutionLog
 
@@ -146,6 +147,8 @@ class EngineMetrics:
         )
         for outcome in ("sent", "retried", "failed", "dropped", "suppressed"):
             self.alerts.labels(outcome)
+        self.accounts = AccountMetrics(r)
+        """The `ee_account_*` families (label `account`)."""
         self.trading_halted = Gauge(
             "ee_trading_halted", "1 when the kill switch is engaged.", registry=r
         )
@@ -211,6 +214,7 @@ class EngineMetrics:
     def execution_final(self, record: ExecutionLog) -> None:
         reason = record.rejection_reason.value if record.rejection_reason else ""
         self.executions.labels(record.status.value, reason).inc()
+        self.accounts.execution_final(record)
         with self._lock:
             self._finals.append((record.status.value, reason))
             if record.slippage_pips is not None:

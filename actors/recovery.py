@@ -132,7 +132,7 @@ class Reconciler:
         """
         started = self._clock.monotonic()
         report = RecoveryReport()
-        claimed = claimed_tickets(self._db)
+        claimed = claimed_tickets(self._db, self._config.account)
         pending: deque[str] = deque(dict.fromkeys(execution_ids))
         deadline = started + self._config.reconcile_window + self._config.max_wait
         seen: set[str] = set()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pykka
@@ -63,6 +64,7 @@ from actors.messages import NewExecution, Rewatch
 from actors.metrics import EngineMetrics
 from actors.order import OrderContext
 from actors.probe import EngineFaults, EngineProbe
+from core.accounts import DEFAULT_ACCOUNT
 from core.clock import Clock
 from core.enums import JournalEventType
 from core.errors import PersistenceError
@@ -91,7 +93,17 @@ class Supervisor:
         config: SupervisorConfig | None = None,
         margin: MarginBook | None = None,
         ownership: Ownership | None = None,
+        account: str = DEFAULT_ACCOUNT,
+        shared_persistence: Callable[[], pykka.ActorRef[Any]] | None = None,
     ) -> None:
+        """One account's supervision. `shared_persistence`: the PersistenceActor of another
+        account's Supervisor, shared (one journal, one writer); None: this one starts and
+        watches it (the first account's)."""
+        self.account = account
+        self._shared_persistence = shared_persistence
+        self.journal_listeners: list[Callable[[BaseException | None], None]] = []
+        """Other accounts' watchdogs, told each journal write's result (a failing journal
+        halts every account)."""
         self.terminal = terminal
         self.ownership = ownership
         """Hot standby: the accounts this instance owns; None = it trades them all."""
@@ -108,7 +120,9 @@ class Supervisor:
         """The Supervisor's own actor: deaths and ticks arrive there as messages."""
         self.last_recovery: RecoveryReport | None = None
         self.window = RestartWindow(cfg.restart_intensity, cfg.restart_period, clock)
-        self.kill_switch = KillSwitch(self.persistence_ref, clock, cfg.ask_timeout, self._retry)
+        self.kill_switch = KillSwitch(
+            self.persistence_ref, clock, cfg.ask_timeout, self._retry, account=account
+        )
         self.switch = self.kill_switch
         """The gate the BrokerActor and the OrderActors read (the kill switch itself)."""
         self.alerts = alerts_from_settings(settings, clock, metrics, [db.url.password or ""])
@@ -133,7 +147,7 @@ class Supervisor:
                 hooks,
                 lambda: ObservedWriter(
                     db,
-                    self.watchdog.journal_result,
+                    self._journal_result,
                     audit_key=self.audit_key,
                     on_head=self.checkpoints.note,
                     fence=ownership.fence if ownership is not None else None,
@@ -156,8 +170,11 @@ class Supervisor:
                 identity=self.watchdog.identity,
             )
 
+        specs: list[tuple[str, Callable[[ChildHooks], pykka.ActorRef[Any]]]] = [("broker", broker)]
+        if self._shared_persistence is None:
+            specs.insert(0, ("persistence", persistence))
         self.children = Children(
-            [("persistence", persistence), ("broker", broker)],
+            specs,
             faults=self.faults,
             window=self.window,
             clock=clock,
@@ -166,7 +183,9 @@ class Supervisor:
             on_death=self._child_died,
             on_restarted=self._restarted,
         )
-        self._persistence = self.children.get("persistence")
+        self._persistence = (
+            self.children.get("persistence") if self._shared_persistence is None else None
+        )
         self._broker = self.children.get("broker")
         self.recovery = BackgroundRecovery(
             config=cfg,
@@ -182,6 +201,7 @@ class Supervisor:
             alerts=self.alerts,
             metrics=metrics,
             margin=margin,
+            account=account,
         )
         self.control = TradingControl(
             kill_switch=self.kill_switch,
@@ -191,6 +211,7 @@ class Supervisor:
             children=self.children,
             broker=self._broker,
             repository=repository,
+            account=account,
         )
         self.probe = EngineProbe(
             children=self.children,
@@ -225,21 +246,24 @@ class Supervisor:
         """
         self.alerts.start()
         check_audit_key(self.db, self.audit_key)
-        tail_problem = journal_tail_problem(self.db, self.checkpoints.file, self.audit_key)
+        tail_problem = None
+        if self._shared_persistence is None:  # the journal's owner checks its tail
+            tail_problem = journal_tail_problem(self.db, self.checkpoints.file, self.audit_key)
         if tail_problem is not None:
             log.critical("audit journal does not match its last checkpoint: %s", tail_problem)
-        known = self.repository.last_engine_event(TERMINAL_IDENTIFIED)
+        known = self.repository.last_engine_event(TERMINAL_IDENTIFIED, self.account)
         identity = known.payload.get("identity") if known is not None else None
         self.watchdog.identity.set_known(identity)
         self.children.start_all()
-        self.checkpoints.start()
+        if self._shared_persistence is None:
+            self.checkpoints.start()
         try:
             self.recovery.flush_pending()  # the terminal's identity, before any execution
         except (PersistenceError, pykka.ActorDeadError) as exc:
             log.warning("terminal identity not journaled yet: %s", exc)
-        persisted = self.repository.trading_state()
+        persisted = self.repository.trading_state(self.account)
         # Hot standby: nothing is owned yet; each account is reconciled when taken over.
-        records = self.repository.non_final() if self.ownership is None else []
+        records = self.repository.non_final(account=self.account) if self.ownership is None else []
         report = self.recovery.reconcile(
             [r.execution_id for r in records],
             "at start",
@@ -279,6 +303,9 @@ class Supervisor:
 
     def persistence_ref(self) -> pykka.ActorRef[Any]:
         """The current PersistenceActor (a dead one makes `write_and_wait` fail cleanly)."""
+        if self._shared_persistence is not None:
+            return self._shared_persistence()
+        assert self._persistence is not None
         ref = self._persistence.ref
         if ref is None:
             raise pykka.ActorDeadError("the persistence actor is not running")
@@ -364,8 +391,17 @@ class Supervisor:
         self.watchdog.check(self._broker, self.children, self.window)
 
     def _journal(self, event_type: str, payload: dict[str, Any]) -> None:
-        """An engine event, written by the recovery thread (from any thread, never blocks)."""
+        """An engine event, written by the recovery thread (from any thread, never blocks);
+        it names its account unless that is the default (whose journal is as before)."""
+        if self.account != DEFAULT_ACCOUNT:
+            payload = {**payload, "account": self.account}
         self.recovery.journal(event_type, payload)
+
+    def _journal_result(self, exc: BaseException | None) -> None:
+        """From the PersistenceActor's thread: every account's watchdog hears of it."""
+        self.watchdog.journal_result(exc)
+        for listener in self.journal_listeners:
+            listener(exc)
 
     def _retry(self) -> None:
         """A trading state the store could not take: the recovery thread writes it."""
@@ -385,7 +421,7 @@ class Supervisor:
     # --- trading control (see `actors._trading_control`) -----------------------------------
 
     def trading_state(self) -> TradingStateRecord | None:
-        return self.repository.trading_state()
+        return self.repository.trading_state(self.account)
 
     def halt(self, reason: str, by: str, *, automatic: bool = False) -> None:
         self.control.halt(reason, by, automatic=automatic)
@@ -425,7 +461,8 @@ class Supervisor:
             except pykka.Timeout:
                 log.warning("an order actor did not stop within %s s", timeout)
         self.children.stop_all(timeout)
-        self.checkpoints.stop(timeout)  # after the writer's last commit: the final head
+        if self._shared_persistence is None:
+            self.checkpoints.stop(timeout)  # after the writer's last commit: the final head
         self.alerts.stop()
 
 

@@ -102,7 +102,8 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_execute(args: argparse.Namespace) -> int:
-    from actors.facade import create_execution_engine, parse_rpm
+    from actors.engine import create_execution_engine
+    from actors.facade import parse_rpm
 
     source: TextIO = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
     with source:

@@ -14,6 +14,8 @@ InvalidRequestError            422     an RPM message that fails a rule (or hold
 NotAuthenticatedError          401     no bearer token, or one that is not configured
 PermissionDeniedError          403     the token's role is below the route's
 ExecutionNotFoundError         404     no execution has this id
+UnknownAccountError            404     a trading control names an account the engine
+                                       does not trade
 IdempotencyConflictError       409     decision id reused with another payload
 TradingHaltedError             409     an action that needs ACTIVE trading
 DrillNotAllowedError           409     a drill where drills may not run (a real terminal)
@@ -62,6 +64,7 @@ from core.errors import (
     ReconciliationError,
     TerminalError,
     TradingHaltedError,
+    UnknownAccountError,
 )
 
 log = logging.getLogger(__name__)
@@ -116,6 +119,7 @@ STATUS_BY_ERROR: Sequence[tuple[type[Exception], int]] = (
     (DrillNotAllowedError, 409),
     (InvalidRequestError, 422),
     (ExecutionNotFoundError, 404),
+    (UnknownAccountError, 404),
     (IdempotencyConflictError, 409),
     (TradingHaltedError, 409),
     (JournalIntegrityError, 500),

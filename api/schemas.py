@@ -59,10 +59,24 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+AccountField = Annotated[
+    str | None,
+    Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=ACCOUNT_NAME_PATTERN,
+        description="Only this account (one of the engine's); absent: every account, the firm.",
+    ),
+]
+"""The `account` of a trading-control request (422 when the engine has no such account)."""
+
+
 class HaltRequest(_Request):
     """Why trading stops."""
 
     reason: Reason = Field(description="Why trading stops; journaled with who asked.")
+    account: AccountField = None
     flatten: bool = Field(
         default=False,
         description="Close every position the engine owns first (REDUCING meanwhile), then halt.",
@@ -73,6 +87,7 @@ class FlattenRequest(_Request):
     """Why the engine's positions are closed, and which symbol's (all when absent)."""
 
     reason: Reason = Field(description="Why; journaled with who asked.")
+    account: AccountField = None
     symbol: (
         Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SYMBOL_PATTERN)]
         | None
@@ -96,12 +111,14 @@ class ReduceOnlyRequest(_Request):
     """Why trading may only reduce positions from now on."""
 
     reason: Reason = Field(description="Why trading becomes reduce-only; journaled with who.")
+    account: AccountField = None
 
 
 class ResumeRequest(_Request):
     """Why trading may start again."""
 
     reason: Reason = Field(description="Why trading resumes; journaled with who asked.")
+    account: AccountField = None
 
 
 class TradingStateOut(BaseModel):
@@ -112,19 +129,23 @@ class TradingStateOut(BaseModel):
     changed_by: str | None = None
     reason: str | None = None
     changed_at: datetime | None = None
+    account: str | None = Field(
+        default=None, description="Whose state this is (absent: the only or first account's)."
+    )
     flatten: FlattenReport | None = Field(
         default=None, description="The flatten's report, for a halt with `flatten`."
     )
 
     @classmethod
-    def of(cls, record: TradingStateRecord | None) -> TradingStateOut:
+    def of(cls, record: TradingStateRecord | None, account: str | None = None) -> TradingStateOut:
         if record is None:
-            return cls(state=TradingState.ACTIVE)
+            return cls(state=TradingState.ACTIVE, account=account)
         return cls(
             state=TradingState(record.state),
             changed_by=record.changed_by,
             reason=record.reason,
             changed_at=record.changed_at,
+            account=account,
         )
 
 
@@ -159,6 +180,11 @@ class HealthOut(BaseModel):
         default=None,
         description="Hot standby: the accounts this instance trades now; the others are "
         "traded by another instance (absent without a standby).",
+    )
+    accounts: dict[str, dict[str, Any]] | None = Field(
+        default=None,
+        description="With several accounts, each one's `broker` (`connected`), "
+        "`trading_state` and `actors`; the top level is the first account's.",
     )
     detail: dict[str, Any] | None = Field(
         default=None,

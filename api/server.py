@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from actors.facade import create_execution_engine
+from actors.engine import create_execution_engine
 from api.app import create_app
 from api.auth import TokenTable, generate_admin_token, token_identity
 from api.config import ApiConfig

@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from actors.facade import ExecutionFacade, create_execution_engine
+from actors.engine import create_execution_engine
+from actors.facade import ExecutionFacade
 from bench._common import bench_database
 from core.enums import ExecutionStatus
 from core.settings import load_settings

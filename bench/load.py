@@ -21,6 +21,7 @@ workload only needs a large simulated balance and a netting account (see `Worklo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import logging
 import os
@@ -33,8 +34,18 @@ from typing import Any
 
 import pykka
 
-from actors.facade import create_execution_engine
+from actors.engine import create_execution_engine
 from actors.metrics import EngineMetrics
+from bench._accounts import (
+    ACCOUNT_SCALING,
+    CallsView,
+    account_names,
+    accounts_file,
+    make_terminals,
+    scaling_rows,
+    spread,
+)
+from bench._accounts import scaling_table as account_table
 from bench._common import (
     FINAL_WAIT_SECONDS,
     RssSampler,
@@ -55,6 +66,7 @@ from bench._common import (
     terminal_calls,
     workload_from,
 )
+from core.accounts import DEFAULT_ACCOUNT
 from core.models import ExecutionConfirmation, ExecutionLog
 from core.rules import make_client_id
 from core.settings import load_settings
@@ -144,17 +156,32 @@ class _Driver:
 
 
 def run(
-    workload: Workload, admin_url: str | None = None, **setting_overrides: Any
+    workload: Workload,
+    admin_url: str | None = None,
+    accounts: int = 1,
+    **setting_overrides: Any,
 ) -> dict[str, Any]:
-    """One load run of the engine; returns the JSON-ready result."""
-    terminal, units = make_terminal(workload)
+    """One load run of the engine; returns the JSON-ready result. `accounts` > 1 spreads
+    the executions over that many accounts, each on its own simulated terminal."""
+    names = account_names(accounts) if accounts > 1 else ()
+    if names:
+        terminals, units = make_terminals(workload, accounts)
+    else:
+        terminal, units = make_terminal(workload)
+        terminals = {DEFAULT_ACCOUNT: terminal}
     messages = rpm_messages(workload, units, new_run_id())
-    settings = load_settings(**setting_overrides)
+    if names:
+        messages = spread(messages, names)
     database = bench_database(workload.database, *(() if admin_url is None else (admin_url,)))
-    with database as url:
+    with contextlib.ExitStack() as stack:
+        if names:
+            magic = load_settings(**setting_overrides).magic
+            setting_overrides["accounts_file"] = stack.enter_context(accounts_file(names, magic))
+        settings = load_settings(**setting_overrides)
+        url = stack.enter_context(database)
         hook = _FinalHook()
         engine = create_execution_engine(
-            terminal=terminal, database_url=url, settings=settings, metrics=hook
+            database_url=url, settings=settings, metrics=hook, terminals=terminals
         )
         try:
             driver = _Driver(workload.concurrency)
@@ -163,15 +190,17 @@ def run(
             idle_rss = rss_mb()
             load_before = os.getloadavg()[0]
             reference_ms = machine_reference_ms()
-            terminal.reset_calls()
+            for each in terminals.values():
+                each.reset_calls()
             clock = RunClock()
             with RssSampler() as sampler, ThreadSampler() as threads:
                 clock.start()
                 driver.run(engine.submit, messages)
                 last = driver.wait(FINAL_WAIT_SECONDS)
                 clock.stop(last)
-            calls = terminal_calls(terminal, workload.executions)
-            starts = send_starts(terminal)
+            view: Any = CallsView(list(terminals.values())) if names else terminal
+            calls = terminal_calls(view, workload.executions)
+            starts = send_starts(view)
             confirmations = _confirmations(driver)
             latency = engine.metrics.summary()["latency_ms"]
             commits = _persistence_stats(engine.persistence)
@@ -215,6 +244,7 @@ def run(
         idle_rss=idle_rss,
         run_peak_rss=sampler.peak,
         extra={
+            "accounts": accounts,
             "failed": len(driver.failed),
             "rejection_reasons": dict(reasons.most_common(5)),
             "max_in_flight": driver.max_outstanding,
@@ -313,6 +343,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="run at concurrency 1, 10, 100, 1000 and print the CPU-per-execution table",
     )
     parser.add_argument(
+        "--accounts",
+        type=int,
+        default=1,
+        metavar="N",
+        help="spread the load over N accounts, each on its own simulated terminal",
+    )
+    parser.add_argument(
+        "--account-scaling",
+        action="store_true",
+        help=f"run at {', '.join(map(str, ACCOUNT_SCALING))} accounts and print the "
+        "throughput against one account",
+    )
+    parser.add_argument(
         "--order-threads",
         type=int,
         default=None,
@@ -327,12 +370,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     workload = workload_from(args)
     overrides = {} if args.order_threads is None else {"order_threads": args.order_threads}
+    if args.account_scaling:
+        results = {
+            n: run(workload, args.postgres_admin_url, n, **overrides) for n in ACCOUNT_SCALING
+        }
+        rows = scaling_rows(results)
+        scaled = {"benchmark": "account-scaling", "workload": workload.describe(), "rows": rows}
+        emit(scaled)
+        print(account_table(rows))
+        return scaled
     if args.scaling:
         result = scaling(workload, args.postgres_admin_url, **overrides)
         emit(result)
         print(scaling_table(result))
         return result
-    result = run(workload, args.postgres_admin_url, **overrides)
+    result = run(workload, args.postgres_admin_url, args.accounts, **overrides)
     emit(result)
     return result
 

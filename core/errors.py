@@ -11,6 +11,7 @@ is not an exception: it is a REJECTED execution carrying a `RejectionReason`
      +-- InvalidRequestError
      +-- IdempotencyConflictError
      +-- ExecutionNotFoundError
+     +-- UnknownAccountError
      +-- TradingHaltedError
      +-- AccountNotOwnedError
      +-- TerminalError
@@ -120,6 +121,27 @@ class ExecutionNotFoundError(ExecutionEngineError):
 
     def details(self) -> dict[str, Any]:
         return {"execution_id": self.execution_id}
+
+
+class UnknownAccountError(ExecutionEngineError):
+    """A trading control named an account this engine does not trade (an execution naming
+    one is REJECTED with UNKNOWN_ACCOUNT instead: a refused trade is not an exception)."""
+
+    code: ClassVar[str] = "UNKNOWN_ACCOUNT"
+
+    def __init__(
+        self, message: str | None = None, *, account: str, known: tuple[str, ...] = ()
+    ) -> None:
+        self.account = account
+        self.known = tuple(known)
+        super().__init__(
+            message
+            if message is not None
+            else f"unknown account {account!r} (this engine trades: {', '.join(known)})"
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {"account": self.account, "known": list(self.known)}
 
 
 class TradingHaltedError(ExecutionEngineError):
@@ -352,4 +374,5 @@ __all__ = [
     "TerminalNotReadyError",
     "TicketConflictError",
     "TradingHaltedError",
+    "UnknownAccountError",
 ]

@@ -501,9 +501,20 @@ class JournalEvent(_Frozen):
 
 
 class TradingStateRecord(_Frozen):
-    """The kill switch's persisted state: who set it, when and why."""
+    """The kill switch's persisted state: who set it, when and why, on which account."""
 
     state: str
     changed_by: str
     reason: str
     changed_at: datetime
+    account: str = DEFAULT_ACCOUNT
+    """Each account has its own state; a firm-wide change sets every account's."""
+
+    @model_serializer(mode="wrap")
+    def _without_default_account(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Left out for the default account: a single-account engine journals the trading
+        # state exactly as it did before accounts existed.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("account") == DEFAULT_ACCOUNT:
+            del data["account"]
+        return data

@@ -15,6 +15,7 @@ one fault injected mid-burst, recovery, and a JSON verdict.
 | failover | two instances (hot standby); the owner is SIGKILLed mid-burst |
 | partition | the owner's database sessions are ended while its process runs on |
 | firm-halt | a halt on the standby instance during a burst on the owner |
+| multi-account | 3 accounts: a broker crash, then a disconnect, on one; the others keep filling |
 
 Each returns `drill`, `executions`, `final_statuses`, `duplicates` (executions with more
 than one order at the terminal), `lost` (executions without a final state after
@@ -46,6 +47,7 @@ DRILL_NAMES: tuple[str, ...] = (
     "failover",
     "partition",
     "firm-halt",
+    "multi-account",
 )
 
 PROCESS_DRILLS: tuple[str, ...] = ("engine-kill", "failover", "partition", "firm-halt")
@@ -72,6 +74,10 @@ def run_drill(
         from drills.flatten import run_flatten_under_faults
 
         return run_flatten_under_faults(executions, seed, database_url, say)
+    if name == "multi-account":
+        from drills.multi_account import run_multi_account
+
+        return run_multi_account(executions, seed, database_url, say)
     if name == "engine-kill":
         from drills.engine_kill import run_engine_kill
 

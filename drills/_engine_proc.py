@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from actors.facade import create_execution_engine
+from actors.engine import create_execution_engine
 from drills._harness import trade
 
 _out = threading.Lock()

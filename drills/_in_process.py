@@ -9,7 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.facade import ExecutionFacade, create_execution_engine
+from actors.engine import create_execution_engine
+from actors.facade import ExecutionFacade
 from actors.probe import EngineFaults, EngineProbe
 from core.enums import JournalEventType
 from core.errors import ExecutionEngineError

@@ -29,7 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from actors.facade import ExecutionFacade, create_execution_engine
+from actors.engine import create_execution_engine
+from actors.facade import ExecutionFacade
 from core.accounts import DEFAULT_ACCOUNT
 from core.settings import load_settings
 from drills._harness import trade

@@ -15,7 +15,8 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
-from actors.facade import ExecutionFacade, create_execution_engine
+from actors.engine import create_execution_engine
+from actors.facade import ExecutionFacade
 from core.errors import ExecutionEngineError
 from drills._harness import (
     SYMBOLS,

@@ -180,6 +180,8 @@ class BatchPlan:
     """Each execution's state after the batch."""
     trading_state: TradingStateRecord | None
     """The kill switch's new state, if an op changes it (the last such op's)."""
+    trading_states: tuple[TradingStateRecord, ...] = ()
+    """Each account's new trading state (its last op's), the rows the batch stores."""
 
 
 def held_states(
@@ -217,6 +219,7 @@ def plan_batch(
     changed: dict[str, set[str]] = {}
     first_op: dict[str, int] = {}
     new_trading_state: TradingStateRecord | None = None
+    new_states: dict[str, TradingStateRecord] = {}
     rows: list[dict[str, Any]] = []
     events: list[JournalEvent] = []
     for index, op in enumerate(ops):
@@ -240,6 +243,7 @@ def plan_batch(
         if op.trading_state is not None:
             payload[TRADING_STATE_KEY] = op.trading_state.model_dump(mode="json")
             new_trading_state = op.trading_state
+            new_states[op.trading_state.account] = op.trading_state
         parsed, text = canonical_payload(payload, op.payload)
         sequence += 1
         digest = chain_hash(
@@ -280,7 +284,7 @@ def plan_batch(
         )
         prev_hash = digest
     writes = ProjectionWrites.of(latest, stored, changed, first_op)
-    return BatchPlan(events, rows, writes, latest, new_trading_state)
+    return BatchPlan(events, rows, writes, latest, new_trading_state, tuple(new_states.values()))
 
 
 def canonical_payload(payload: dict[str, Any], given: dict[str, Any]) -> tuple[dict[str, Any], str]:

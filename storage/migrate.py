@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 _INSUFFICIENT_PRIVILEGE = "42501"
 
-HEAD_REVISION: Final = "0006_execution_account"
+HEAD_REVISION: Final = "0007_trading_state_account"
 """The newest script's revision, written out so that a start on a store already there needs
 no Alembic at all (importing it and reading the scripts is ~0.2 s of every start, and a
 restart after a crash must trade again in seconds). A test holds it equal to the scripts'

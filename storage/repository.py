@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Connection, Engine, Select, and_, func, or_, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.accounts import DEFAULT_ACCOUNT
 from core.clock import utc_micros
 from core.enums import FINAL_STATUSES, ExecutionStatus
 from core.errors import PersistenceUnavailableError
@@ -26,6 +27,11 @@ T = TypeVar("T")
 
 DEFAULT_BATCH_SIZE = 500
 _FINAL_VALUES = sorted(status.value for status in FINAL_STATUSES)
+
+
+_ACCOUNT_EVENTS_SCANNED = 1000
+"""Engine events of one type read to find one account's newest: they are rare (a terminal
+identified, a state changed), and the payload is JSON that no index covers."""
 
 
 class Repository:
@@ -179,8 +185,10 @@ class Repository:
         query = select(func.max(execution_events.c.sequence))
         return self._read(lambda c: int(c.execute(query).scalar() or 0))
 
-    def last_engine_event(self, event_type: str) -> JournalEvent | None:
-        """The newest engine-wide journal event of `event_type` (e.g. the known terminal)."""
+    def last_engine_event(self, event_type: str, account: str | None = None) -> JournalEvent | None:
+        """The newest engine-wide journal event of `event_type` (e.g. the known terminal);
+        only `account`'s when given (its payload's "account", absent: the default account).
+        """
         query = (
             select(execution_events)
             .where(
@@ -188,10 +196,12 @@ class Repository:
                 execution_events.c.event_type == event_type,
             )
             .order_by(execution_events.c.sequence.desc())
-            .limit(1)
+            .limit(1 if account is None else _ACCOUNT_EVENTS_SCANNED)
         )
-        events = self._events(query)
-        return events[0] if events else None
+        for event in self._events(query):
+            if account is None or event.payload.get("account", DEFAULT_ACCOUNT) == account:
+                return event
+        return None
 
     def non_final(self, account: str | None = None) -> list[ExecutionLog]:
         """Executions whose status is not final (crash recovery reconciles these), oldest
@@ -202,9 +212,9 @@ class Repository:
         query = query.order_by(execution_logs.c.created_at, execution_logs.c.execution_id)
         return self._logs(query)
 
-    def trading_state(self) -> TradingStateRecord | None:
-        """The persisted kill switch; None when trading state was never set."""
-        query = select(trading_state).where(trading_state.c.id == 1)
+    def trading_state(self, account: str = DEFAULT_ACCOUNT) -> TradingStateRecord | None:
+        """`account`'s persisted kill switch; None when its trading state was never set."""
+        query = select(trading_state).where(trading_state.c.account == account)
 
         def read(connection: Connection) -> TradingStateRecord | None:
             row = connection.execute(query).first()
@@ -215,6 +225,7 @@ class Repository:
                 changed_by=row.changed_by,
                 reason=row.reason,
                 changed_at=row.changed_at,
+                account=row.account,
             )
 
         return self._read(read)

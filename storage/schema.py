@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -163,15 +164,19 @@ class ExecutionEventRow(Base):
 
 
 class TradingStateRow(Base):
-    """The kill switch: exactly one row (id = 1) once trading state was first set."""
+    """The kill switch: one row per account once its trading state was first set (id = 1 is
+    the default account's, the one row of an engine from before accounts)."""
 
     __tablename__ = "trading_state"
     __table_args__ = (
-        CheckConstraint("id = 1", name="single_row"),
         CheckConstraint(_in_list("state", TRADING_STATE_VALUES), name="state"),
+        UniqueConstraint("account"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    account: Mapped[str] = mapped_column(
+        String(64), default=DEFAULT_ACCOUNT, server_default=text(f"'{DEFAULT_ACCOUNT}'")
+    )
     state: Mapped[str] = mapped_column(String(16))
     changed_by: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(Text)

@@ -27,9 +27,12 @@ _MAX_KNOWN = 200_000
 """Owners kept in memory; past this the map starts again (the database still knows them)."""
 
 
-def claimed_tickets(engine: Engine) -> set[int]:
-    """Every order ticket some execution holds (reconciliation must not match another's)."""
+def claimed_tickets(engine: Engine, account: str | None = None) -> set[int]:
+    """Every order ticket some execution holds (reconciliation must not match another's);
+    only `account`'s when given (each account's terminal numbers its own tickets)."""
     query = select(execution_logs.c.order_id).where(execution_logs.c.order_id.is_not(None))
+    if account is not None:
+        query = query.where(execution_logs.c.account == account)
     try:
         with engine.connect() as connection:
             return {int(ticket) for (ticket,) in connection.execute(query)}
@@ -40,45 +43,49 @@ def claimed_tickets(engine: Engine) -> set[int]:
 
 
 class TicketClaims:
-    """The ticket -> execution map of one writer (not thread-safe: the writer's thread)."""
+    """The (account, ticket) -> execution map of one writer (not thread-safe: the writer's
+    thread). Tickets are per account: each account's terminal numbers its own orders."""
 
     def __init__(self) -> None:
-        self._owner: dict[int, str] = {}
+        self._owner: dict[tuple[str, int], str] = {}
 
-    def check(self, ops: Sequence[WriteOp], connection: Connection) -> dict[int, str]:
+    def check(
+        self, ops: Sequence[WriteOp], connection: Connection
+    ) -> dict[tuple[str, int], str]:
         """The batch's claims; raises `TicketConflictError` if one is another's ticket.
         Tickets not seen before are read on `connection` (the write's transaction)."""
-        claims: dict[int, str] = {}
+        claims: dict[tuple[str, int], str] = {}
         for op in ops:
             record = op.projection
             if record is None or not record.order_id:
                 continue
-            first = claims.setdefault(record.order_id, record.execution_id)
+            first = claims.setdefault((record.account, record.order_id), record.execution_id)
             if first != record.execution_id:
                 raise TicketConflictError(
                     ticket=record.order_id, owner=first, claimant=record.execution_id
                 )
-        unknown = [ticket for ticket in claims if ticket not in self._owner]
+        unknown = [key for key in claims if key not in self._owner]
         if unknown:
             self._load(unknown, connection)
-        for ticket, claimant in claims.items():
-            owner = self._owner.get(ticket)
+        for key, claimant in claims.items():
+            owner = self._owner.get(key)
             if owner is not None and owner != claimant:
-                raise TicketConflictError(ticket=ticket, owner=owner, claimant=claimant)
+                raise TicketConflictError(ticket=key[1], owner=owner, claimant=claimant)
         return claims
 
-    def written(self, claims: dict[int, str]) -> None:
+    def written(self, claims: dict[tuple[str, int], str]) -> None:
         """The batch committed: its claims are the owners now."""
         if len(self._owner) + len(claims) > _MAX_KNOWN:
             self._owner.clear()
         self._owner.update(claims)
 
-    def _load(self, tickets: list[int], connection: Connection) -> None:
-        query = select(execution_logs.c.order_id, execution_logs.c.execution_id).where(
-            execution_logs.c.order_id.in_(tickets)
+    def _load(self, keys: list[tuple[str, int]], connection: Connection) -> None:
+        c = execution_logs.c
+        query = select(c.account, c.order_id, c.execution_id).where(
+            c.order_id.in_({ticket for _, ticket in keys})
         )
-        for ticket, execution_id in connection.execute(query):
-            self._owner.setdefault(int(ticket), str(execution_id))
+        for account, ticket, execution_id in connection.execute(query):
+            self._owner.setdefault((str(account), int(ticket)), str(execution_id))
 
 
 __all__ = ["TicketClaims"]

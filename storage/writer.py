@@ -14,9 +14,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
+from core.accounts import DEFAULT_ACCOUNT
 from core.enums import ExecutionStatus
 from core.errors import DuplicateDecisionError, PersistenceUnavailableError
 from core.models import JournalEvent, TradingStateRecord
@@ -247,8 +248,8 @@ def _execute(
     writes = plan.writes
     if driver is not None and bulk_insert:
         # Not part of the one call: the upsert reads its UPDATE's row count (and is rare).
-        if plan.trading_state is not None:
-            _store_trading_state(connection, plan.trading_state)
+        for record in plan.trading_states:
+            _store_trading_state(connection, record)
         write_in_one_round_trip(connection, driver, writes, plan.rows)
         return
     if len(writes.inserts) > 1 and bulk_insert:
@@ -263,8 +264,8 @@ def _execute(
         connection.execute(UPDATE_LOG, writes.updates)
     if writes.full_updates:
         connection.execute(UPDATE_LOG, writes.full_updates)
-    if plan.trading_state is not None:
-        _store_trading_state(connection, plan.trading_state)
+    for record in plan.trading_states:
+        _store_trading_state(connection, record)
     insert_events(connection, plan.rows)
 
 
@@ -310,13 +311,18 @@ def _store_trading_state(connection: Connection, record: TradingStateRecord) -> 
         "reason": record.reason,
         "changed_at": record.changed_at,
     }
-    result = connection.execute(update(trading_state).where(trading_state.c.id == 1).values(values))
+    where = trading_state.c.account == record.account
+    result = connection.execute(update(trading_state).where(where).values(values))
     if result.rowcount == 0:
-        connection.execute(insert(trading_state).values(id=1, **values))
+        # id 1 is the default account's, as it was before accounts; the others follow it.
+        # One writer inserts, so the next id cannot be taken meanwhile.
+        highest = connection.execute(select(func.max(trading_state.c.id))).scalar()
+        new_id = 1 if record.account == DEFAULT_ACCOUNT else max(highest or 1, 1) + 1
+        connection.execute(
+            insert(trading_state).values(id=new_id, account=record.account, **values)
+        )
     # Leaves with the commit, never for a rollback: every instance's gate hears it.
     publish(connection, FIRM_SCOPE, record.state)
 
 
-# `DuplicateDecisionError` (now in core.errors), `WriteOp` (storage.ops) and
-# `replay_projection` (storage.journal) are re-exported: callers import them from here.
 __all__ = ["FIRM_SCOPE", "Fence", "JournalWriter"]

@@ -198,10 +198,22 @@
     try {
       const state = await (await api("/trading-state")).json();
       renderState([{ scope: "Firm-wide", ...state }]);
+      // With several accounts /health names them: one row each (a firm-wide halt, reduce-only
+      // or resume sets every account's state, so each row tells the whole story).
+      const health = await (await api("/health", { okStatuses: [503] })).json();
+      const names = Object.keys(health.accounts || {});
+      if (names.length) {
+        const rows = [];
+        for (const name of names) {
+          const each = await (await api("/trading-state?account=" + encodeURIComponent(name))).json();
+          rows.push({ scope: name, ...each });
+        }
+        renderState(rows);
+      }
     } catch (_) { /* the health panel says why */ }
   }
 
-  // One row per scope: the firm-wide switch now; per-account rows slot in as more entries.
+  // One row per scope: the firm-wide switch with one account, else one row per account.
   function renderState(rows) {
     const body = $("state-rows");
     clear(body);

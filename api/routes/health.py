@@ -71,8 +71,34 @@ def _checkpoint(facade: ExecutionFacade) -> dict[str, Any]:
 
 def summarize(report: dict[str, Any]) -> HealthOut:
     """The open part of the engine's health report, and its verdict: "ok" when the
-    database answers, the terminal is not known to be disconnected and every supervised
-    actor is alive. A halted engine is healthy: halting is a decision, not a fault."""
+    database answers, no account's terminal is known to be disconnected and every
+    supervised actor is alive. A halted engine is healthy: halting is a decision, not a
+    fault."""
+    first = _account_summary(report)
+    database_ok = bool(report["database"]["ok"])
+    accounts = {name: _account_summary(each) for name, each in report.get("accounts", {}).items()}
+    parts = [first, *accounts.values()]
+    healthy = database_ok and all(
+        part["broker"]["connected"] is not False
+        and all(s == ALIVE for s in part["actors"].values())
+        for part in parts
+    )
+    return HealthOut(
+        status="ok" if healthy else "degraded",
+        broker=first["broker"],
+        database={"ok": database_ok},
+        trading_state=first["trading_state"],
+        actors=first["actors"],
+        executions_in_flight=int(report["actors"].get("orders", {}).get("in_flight", 0)),
+        version=engine_version(),
+        instance=report.get("instance"),
+        accounts_owned=report.get("accounts_owned"),
+        accounts=accounts or None,
+    )
+
+
+def _account_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """One account's broker link, trading state and actors, from its Supervisor's report."""
     actors = {
         name: str(state.get("state"))
         for name, state in report["actors"].items()
@@ -81,16 +107,8 @@ def summarize(report: dict[str, Any]) -> HealthOut:
     connected = report["broker"].get("connected")
     if report["broker"].get("terminal_answering") is False:
         connected = False  # a frozen terminal is no connected one
-    database_ok = bool(report["database"]["ok"])
-    healthy = database_ok and connected is not False and all(s == ALIVE for s in actors.values())
-    return HealthOut(
-        status="ok" if healthy else "degraded",
-        broker={"connected": connected},
-        database={"ok": database_ok},
-        trading_state=report["trading_state"],
-        actors=actors,
-        executions_in_flight=int(report["actors"].get("orders", {}).get("in_flight", 0)),
-        version=engine_version(),
-        instance=report.get("instance"),
-        accounts_owned=report.get("accounts_owned"),
-    )
+    return {
+        "broker": {"connected": connected},
+        "trading_state": report["trading_state"],
+        "actors": actors,
+    }

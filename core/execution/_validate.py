@@ -54,6 +54,7 @@ def create(r: Run) -> None:
         intended_units=float(trade.position_units) if trade else 0.0,
         intended_price=float(trade.intended_price) if trade and trade.intended_price else None,
         magic=r.cfg.magic,
+        account=rpm.account,
         confidence_score=trade.confidence_score if trade else None,
         atr=trade.atr if trade else None,
         rpm_version=rpm.rpm_version,

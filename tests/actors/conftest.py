@@ -9,7 +9,8 @@ from typing import Any
 import pykka
 import pytest
 
-from actors.facade import ExecutionFacade, create_execution_engine
+from actors.engine import create_execution_engine
+from actors.facade import ExecutionFacade
 from core.clock import Clock
 from core.settings import Settings, load_settings
 from terminals.simulated import SimulatedTerminal

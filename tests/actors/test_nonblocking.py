@@ -29,7 +29,7 @@ import actors
 from actors._reply import Reply
 from actors._supervisor_actor import SupervisorActor
 from actors.broker import BrokerActor
-from actors.facade import create_execution_engine
+from actors.engine import create_execution_engine
 from actors.order import OrderActor
 from actors.persistence import PersistenceActor
 from core.enums import ExecutionStatus

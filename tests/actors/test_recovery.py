@@ -49,6 +49,8 @@ def seed(
     order_id: int | None = None,
     intended_price: float | None = None,
     decision: dict[str, Any] | None = None,
+    account: str = "default",
+    magic: int = MAGIC,
 ) -> ExecutionLog:
     """Store an execution that went through `path` (after PENDING) and then the engine died."""
     upgrade(url)
@@ -67,7 +69,8 @@ def seed(
         intended_units=lots * 100_000,
         intended_lots=lots,
         intended_price=intended_price,
-        magic=MAGIC,
+        magic=magic,
+        account=account,
         engine_version="test",
         rpm_fingerprint=fingerprint,
         rpm_payload={},

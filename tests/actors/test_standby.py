@@ -124,7 +124,7 @@ def test_the_gate_rereads_the_state_when_the_listener_is_not_current(
 ) -> None:
     a = _instance(make_engine, postgres_url, "a")
     eventually(lambda: _owns(a), what="a owns the account")
-    firm = a._firm_state
+    firm = a.runtimes["default"].firm_state
     assert firm is not None
     firm.listener.stop()  # hears nothing more, and is soon not current
     b = _instance(make_engine, postgres_url, "b")

@@ -17,7 +17,8 @@ import httpx
 from anyio.from_thread import start_blocking_portal
 from fastapi import FastAPI
 
-from actors.facade import ExecutionFacade, create_execution_engine
+from actors.engine import create_execution_engine
+from actors.facade import ExecutionFacade
 from api.app import create_app
 from api.config import ApiConfig
 from terminals.simulated import SimulatedTerminal

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from actors.facade import create_execution_engine
+from actors.engine import create_execution_engine
 from actors.persistence import StoredDecisions
 from core.enums import ExecutionStatus, RejectionReason
 from core.models import canonical_json

@@ -130,3 +130,29 @@ def test_load_on_postgresql(postgres_admin_engine: Engine) -> None:
 
     assert_complete(result, 5)
     assert result["journal_chain_ok"] is True
+
+
+def test_load_spreads_over_accounts_each_on_its_own_terminal() -> None:
+    result = run_module(
+        "bench.load", "--executions", "12", "--concurrency", "6", "--accounts", "3", *TINY
+    )
+
+    assert_complete(result, 12)
+    assert result["accounts"] == 3
+
+
+def test_account_scaling_rows_divide_by_one_account() -> None:
+    from bench._accounts import scaling_rows, scaling_table
+
+    def result(throughput: float) -> dict[str, Any]:
+        return {
+            "throughput_per_s": throughput,
+            "end_to_end_ms": {"p50": 1.0},
+            "final_statuses": {"FILLED": 1},
+            "order_sends": {"executions_sent_more_than_once": 0},
+        }
+
+    rows = scaling_rows({1: result(50.0), 4: result(190.0)})
+
+    assert [(r["accounts"], r["vs_one_account"]) for r in rows] == [(1, 1.0), (4, 3.8)]
+    assert "| 4 | 190.0 | 3.80x |" in scaling_table(rows)

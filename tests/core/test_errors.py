@@ -30,6 +30,7 @@ from core.errors import (
     TerminalNotReadyError,
     TicketConflictError,
     TradingHaltedError,
+    UnknownAccountError,
 )
 
 ALL: list[type[ExecutionEngineError]] = [
@@ -54,6 +55,7 @@ PARENTS: dict[type[ExecutionEngineError], type[Exception]] = {
     TicketConflictError: PersistenceError,
     LeaseLostError: PersistenceError,
     AccountNotOwnedError: ExecutionEngineError,
+    UnknownAccountError: ExecutionEngineError,
     DuplicateDecisionError: PersistenceError,
     ReconciliationError: ExecutionEngineError,
     EngineStoppedError: ExecutionEngineError,
@@ -77,6 +79,7 @@ SAMPLES: list[ExecutionEngineError] = [
     TicketConflictError(ticket=50_000_001, owner="exec_1", claimant="exec_2"),
     LeaseLostError(account="alpha", epoch=3, current_epoch=4),
     AccountNotOwnedError(account="alpha", owner="host-b", advertise_url="http://b:8000"),
+    UnknownAccountError(account="gamma", known=("alpha", "beta")),
     DuplicateDecisionError(decision_id="dec-1", execution_id="exec_2", op_index=3),
     ReconciliationError("order 7 not found"),
     EngineStoppedError(),
@@ -123,6 +126,7 @@ def test_codes_are_unique() -> None:
         (TradingHaltedError, "TRADING_HALTED"),
         (LeaseLostError, "LEASE_LOST"),
         (AccountNotOwnedError, "ACCOUNT_NOT_OWNED"),
+        (UnknownAccountError, "UNKNOWN_ACCOUNT"),
     ],
 )
 def test_codes(cls: type[ExecutionEngineError], code: str) -> None:

@@ -185,3 +185,17 @@ def test_firm_halt_on_the_standby_stops_the_owner_within_a_second(
     assert_passed(report, 30)
     assert report["sends_after_halt_plus_1s"] == 0
     assert report["sends_by_instance"]["b"] == 0
+
+def test_multi_account_keeps_the_other_accounts_filling(postgres_admin_engine: Engine) -> None:
+    url = postgres_admin_engine.url.render_as_string(hide_password=False)
+
+    report = run_drill("multi-account", executions=45, seed=2, database_url=url)
+
+    assert_passed(report, 45)
+    accounts = report["details"]["accounts"]
+    assert set(accounts) == {"acct-a", "acct-b", "acct-c"}
+    assert accounts["acct-a"]["restarts"] >= 1
+    assert accounts["acct-a"]["halted_during_run"]
+    for name in ("acct-b", "acct-c"):
+        assert accounts[name]["statuses"] == {"FILLED": 15}
+        assert (accounts[name]["restarts"], accounts[name]["halted_during_run"]) == (0, False)

@@ -30,8 +30,10 @@ def test_upgrade_creates_the_schema_at_the_single_head(database_url: str) -> Non
 
     upgrade(database_url)
 
-    assert ScriptDirectory.from_config(alembic_config()).get_heads() == ["0006_execution_account"]
-    assert current_revision(database_url) == head_revision() == "0006_execution_account"
+    assert ScriptDirectory.from_config(alembic_config()).get_heads() == [
+        "0007_trading_state_account"
+    ]
+    assert current_revision(database_url) == head_revision() == "0007_trading_state_account"
     assert head_revision() == HEAD_REVISION  # a new migration must move HEAD_REVISION too
     engine = create_db_engine(database_url)
     try:
