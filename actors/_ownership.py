@@ -7,7 +7,7 @@ runtime calls it per account.
 An acquired lease is not traded at once. The previous owner may have lost its lease a
 moment ago without knowing yet (a partition: its lease session was ended, its process runs
 on); it learns at its next check, at most one tick later, and then closes its gate. So the
-new owner waits two ticks (`grace`), then reconciles the account's unfinished executions
+new owner waits three ticks (`grace`), then reconciles the account's unfinished executions
 against its terminal (`take_over`), and only then opens its gate. A lost lease closes the
 gate at once (`lose`): a send queued behind it answers NOT_SENT; an intent not yet
 committed cannot commit anyway, since the write-ahead transaction calls `fence`.
@@ -31,12 +31,17 @@ from storage.lease import LeaseChange, LeaseEvent, LeaseKeeper, owner_of
 log = logging.getLogger(__name__)
 
 TICKS_PER_TAKEOVER = 5
-"""Lease checks per `EE_TAKEOVER_SECONDS`; a new owner waits two of them (the grace)."""
+"""Lease checks per `EE_TAKEOVER_SECONDS`; a new owner waits `GRACE_TICKS` of them."""
+
+GRACE_TICKS = 3
+"""How long a new owner waits after taking a lease before it reconciles and trades: twice
+the previous owner's `FRESH_TICKS`, so a stall of a whole tick between an owner's last
+lease check and its send still ends before the new owner's first send."""
 
 FRESH_TICKS = 1.5
 """An owner sends only within this many ticks of the start of its last successful lease
 check. The lease can only have been lost after that start, and a new owner trades no sooner
-than two ticks after it took the lease, so an owner whose checks fall behind (a stalled
+than `GRACE_TICKS` after it took the lease, so an owner whose checks fall behind (a stalled
 process, a loaded machine) stops sending before a standby starts, whether or not its
 ownership thread has run since."""
 
@@ -68,7 +73,7 @@ class Ownership:
         self.owner = owner
         self.advertise_url = advertise_url
         self.tick_seconds = takeover_seconds / TICKS_PER_TAKEOVER
-        self.grace_seconds = 2 * self.tick_seconds
+        self.grace_seconds = GRACE_TICKS * self.tick_seconds
         self.fresh_seconds = FRESH_TICKS * self.tick_seconds
         self._clock = clock
         self._db = db
@@ -250,6 +255,7 @@ def ownership_from_settings(
 
 __all__ = [
     "FRESH_TICKS",
+    "GRACE_TICKS",
     "TICKS_PER_TAKEOVER",
     "Ownership",
     "default_instance_name",

@@ -49,9 +49,7 @@ class TicketClaims:
     def __init__(self) -> None:
         self._owner: dict[tuple[str, int], str] = {}
 
-    def check(
-        self, ops: Sequence[WriteOp], connection: Connection
-    ) -> dict[tuple[str, int], str]:
+    def check(self, ops: Sequence[WriteOp], connection: Connection) -> dict[tuple[str, int], str]:
         """The batch's claims; raises `TicketConflictError` if one is another's ticket.
         Tickets not seen before are read on `connection` (the write's transaction)."""
         claims: dict[tuple[str, int], str] = {}

@@ -1,6 +1,6 @@
 """An owner sends only while its last successful lease check is recent (`FRESH_TICKS`).
 
-The standby trades two ticks after it took the lease, and the lease can only have been lost
+The standby trades three ticks after it took the lease, and the lease can only have been lost
 after the start of the owner's last successful check: an owner whose ownership thread falls
 behind must refuse sends by its own clock, not wait for that thread to notice the loss.
 """

@@ -87,7 +87,7 @@ def test_a_lost_lease_fences_the_intent_and_nothing_is_sent(
     assert a.ownership is not None
     ownership = a.ownership
     eventually(lambda: ownership.leased("default"), what="a holds the lease")
-    clock.advance(30)  # past the grace, on the engine's clock
+    clock.advance(40)  # past the grace (three 12 s ticks), on the engine's clock
     ownership.tick()
     eventually(lambda: _owns(a), what="a owns the account")
     sim = a.terminal

@@ -21,7 +21,7 @@ IN_PROCESS = [name for name in DRILL_NAMES if name not in PROCESS_DRILLS]
 
 
 def assert_passed(report: dict[str, Any], executions: int) -> None:
-    assert report["passed"], report
+    assert report["passed"], json.dumps(report, default=str)
     assert report["duplicates"] == 0
     assert report["lost"] == 0
     assert report["orders_without_intent"] == 0
@@ -185,6 +185,7 @@ def test_firm_halt_on_the_standby_stops_the_owner_within_a_second(
     assert_passed(report, 30)
     assert report["sends_after_halt_plus_1s"] == 0
     assert report["sends_by_instance"]["b"] == 0
+
 
 def test_multi_account_keeps_the_other_accounts_filling(postgres_admin_engine: Engine) -> None:
     url = postgres_admin_engine.url.render_as_string(hide_password=False)
