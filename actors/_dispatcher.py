@@ -183,9 +183,12 @@ class _PooledCell:
         self._dispatcher._schedule(self)
 
     def run_to_idle(self) -> None:
+        """Run slice after slice until the actor is idle: a message put after the pool
+        closed is run this way, on a short-lived thread of its own."""
         throughput = self._dispatcher.throughput
-        while self.run(throughput):
-            pass
+        busy = True
+        while busy:
+            busy = self.run(throughput)
 
     def run(self, throughput: int) -> bool:
         """Handle up to `throughput` messages; True if the actor must run again (it stays

@@ -101,13 +101,13 @@ def _halter(engine: ExecutionFacade) -> None:
     asked = threading.Event()
     signal.signal(signal.SIGUSR1, lambda *_: asked.set())
     _emit("LISTENING")
-    while not asked.wait(0.05):
-        pass
+    # A lock wait without a timeout is interrupted by signals on POSIX: the handler runs
+    # on this (the main) thread and sets the event.
+    asked.wait()
     engine.halt("firm-halt drill", by="drill")
     _emit(f"HALTED {time.time():.6f}")
-    idle = threading.Event()
-    while not idle.wait(1.0):
-        pass
+    # Stay up (trading nothing) until the drill stops this instance.
+    threading.Event().wait()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

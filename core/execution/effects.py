@@ -51,7 +51,7 @@ class ArmTimeout:
 
 @dataclass(frozen=True, slots=True)
 class DisarmTimeout:
-    pass
+    """Cancel the armed order timeout (the order settled, or the execution is ending)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -492,7 +492,7 @@ def test_bad_arguments_are_refused(pool: Dispatcher) -> None:
         Dispatcher("none", 1, throughput=0)
 
     class Plain(pykka.ThreadingActor):
-        pass
+        """An actor with no pool of its own."""
 
     with pytest.raises(TypeError, match="PooledInbox"):
         pool.attach(Plain())

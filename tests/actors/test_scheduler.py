@@ -16,7 +16,7 @@ from tests.helpers import eventually
 
 
 class _Message:
-    pass
+    """Something a weak reference can point at (a plain object cannot)."""
 
 
 class _Sink(pykka.ThreadingActor):
