@@ -17,20 +17,19 @@ from typing import Any
 
 import pytest
 
+# selenium is a declared test dependency (the `test` extra): a missing one is an error
+# everywhere, never a silent skip.
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.wait import WebDriverWait
+
 from tests.api._console import client, console_server
 from tests.api._server import Server
 from tests.api._support import TOKEN_OF, rpm_message
 from tests.conftest import _running_in_ci
-
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-from selenium.common.exceptions import (  # noqa: E402
-    StaleElementReferenceException,
-    TimeoutException,
-)
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
-from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("EE_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "console"
