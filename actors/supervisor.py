@@ -35,6 +35,7 @@ import pykka
 from sqlalchemy import Engine
 
 from actors._checkpoints import audit_from_settings, journal_tail_problem
+from actors._child_specs import ChildFactory, broker_factory, persistence_factory
 from actors._children import Child, Children, ChildState, RestartWindow
 from actors._failures import is_own_failure
 from actors._order_registry import OrderRegistry
@@ -46,10 +47,7 @@ from actors._shared import MarginBook
 from actors._supervised import (
     ChildHooks,
     FaultPlan,
-    ObservedWriter,
-    SupervisedBroker,
     SupervisedOrder,
-    SupervisedPersistence,
 )
 from actors._supervisor_actor import ChildDied, OrderDied, SupervisorInbox
 from actors._supervisor_config import SUPERVISOR, SupervisorConfig
@@ -142,35 +140,25 @@ class Supervisor:
             journal=self._journal,
         )
 
-        def persistence(hooks: ChildHooks) -> pykka.ActorRef[Any]:
-            return SupervisedPersistence.start(
-                hooks,
-                lambda: ObservedWriter(
-                    db,
-                    self._journal_result,
-                    audit_key=self.audit_key,
-                    on_head=self.checkpoints.note,
-                    fence=ownership.fence if ownership is not None else None,
-                    shared=ownership is not None,
-                ),
-                max_batch=settings.group_commit_max,
-                on_commit=metrics.db_written if metrics is not None else None,
-            )
-
-        def broker(hooks: ChildHooks) -> pykka.ActorRef[Any]:
-            return SupervisedBroker.start(
-                hooks,
-                terminal,
-                broker_config,
-                clock,
-                scheduler,
-                metrics,
-                switch=self.switch,
-                watch=self.watchdog.new_terminal_watch(),
-                identity=self.watchdog.identity,
-            )
-
-        specs: list[tuple[str, Callable[[ChildHooks], pykka.ActorRef[Any]]]] = [("broker", broker)]
+        persistence = persistence_factory(
+            db=db,
+            settings=settings,
+            metrics=metrics,
+            audit_key=self.audit_key,
+            on_result=self._journal_result,
+            on_head=self.checkpoints.note,
+            ownership=ownership,
+        )
+        broker = broker_factory(
+            terminal=terminal,
+            broker_config=broker_config,
+            clock=clock,
+            scheduler=scheduler,
+            metrics=metrics,
+            switch=self.kill_switch,
+            watchdog=self.watchdog,
+        )
+        specs: list[tuple[str, ChildFactory]] = [("broker", broker)]
         if self._shared_persistence is None:
             specs.insert(0, ("persistence", persistence))
         self.children = Children(
