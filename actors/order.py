@@ -34,9 +34,7 @@ from actors.messages import Advance, Cancel, FillUpdate, Halt, NewExecution, Rew
 from actors.metrics import EngineMetrics
 from core.clock import Clock
 from core.enums import RejectionReason
-from core.errors import PersistenceUnavailableError
 from core.execution import (
-    InvalidTransitionError,
     Job,
     Now,
     OrderConfig,
@@ -369,9 +367,4 @@ class OrderActor(PooledActor, FastInbox):
             ctx.metrics.unknown(self._job.execution_id, False)
 
 
-__all__ = [
-    "InvalidTransitionError",
-    "OrderActor",
-    "OrderContext",
-    "PersistenceUnavailableError",
-]
+__all__ = ["OrderActor", "OrderContext"]

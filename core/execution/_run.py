@@ -29,7 +29,13 @@ from core.execution.state import Entry, Execution, Now, Phase, Stage
 from core.models import ExecutionLog
 from core.records import OrderFinding
 from core.rules.legs import leg_fills, replace_leg
-from core.rules.settlement import VOLUME_EPS, is_complete, leg_status, summarize_fills
+from core.rules.settlement import (
+    VOLUME_EPS,
+    fills_vwap,
+    is_complete,
+    leg_status,
+    summarize_fills,
+)
 
 _S = ExecutionStatus
 _E = JournalEventType
@@ -278,8 +284,7 @@ class Run:
         if self.settle_leg(reason):
             return
         fills = self.s.fills
-        filled_lots = round(sum(volume for volume, _ in fills), 8)
-        price = sum(volume * px for volume, px in fills) / filled_lots
+        filled_lots, price = fills_vwap(fills)
         summary = summarize_fills(
             filled_lots,
             price,

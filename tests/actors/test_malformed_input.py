@@ -11,9 +11,9 @@ import pytest
 
 from actors._failures import InjectedCrash, is_own_failure
 from actors._shared import MarginBook
-from actors.order import InvalidTransitionError
 from core.enums import DecisionStatus, ExecutionStatus, RejectionReason, TradingState
 from core.errors import PersistenceUnavailableError, TerminalDisconnectedError
+from core.execution import InvalidTransitionError
 from core.models import ApprovedTrade, Decision, PortfolioState, RPMOutput
 from terminals.simulated import SimulatedTerminal
 from tests.actors.conftest import EngineFactory, rpm
